@@ -4,6 +4,7 @@ A method written for Determined's ``determined.searcher`` runs after changing
 ``from determined import searcher`` to ``import searchkit_core as searcher``.
 """
 
+from searchkit_core._config import ExperimentConfig, load_config
 from searchkit_core._events import (
     Event,
     SearchStarted,
@@ -24,6 +25,7 @@ from searchkit_core._operations import (
     Shutdown,
     ValidateAfter,
 )
+from searchkit_core._space import SearchSpace
 from searchkit_core._state import SearcherState
 from searchkit_core.errors import InvalidHP
 from searchkit_core.hookspecs import hookimpl
@@ -36,10 +38,12 @@ __all__ = [
     "Create",
     "Event",
     "ExitedReason",
+    "ExperimentConfig",
     "InvalidHP",
     "Operation",
     "Progress",
     "SearchMethod",
+    "SearchSpace",
     "SearchStarted",
     "SearcherState",
     "Shutdown",
@@ -51,4 +55,5 @@ __all__ = [
     "__version__",
     "check_operations",
     "hookimpl",
+    "load_config",
 ]

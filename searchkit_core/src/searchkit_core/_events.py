@@ -57,3 +57,18 @@ EVENT_TYPES: tuple[type, ...] = (
     TrialClosed,
     TrialExitedEarly,
 )
+
+
+@attrs.frozen
+class TrialRestarted:
+    """Engine-internal journal entry: a crashed trial is restarted from its latest checkpoint.
+
+    Journaled so that restart counts survive a crash; never fed to the method.
+    """
+
+    request_id: uuid.UUID = attrs.field(converter=to_request_id)
+    error: str
+
+
+JournalEvent = Union[Event, TrialRestarted]
+JOURNAL_EVENT_TYPES: tuple[type, ...] = (*EVENT_TYPES, TrialRestarted)

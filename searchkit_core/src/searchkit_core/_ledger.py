@@ -106,7 +106,9 @@ class Ledger:
         for op in operations:
 
             def fail(reason: str, op: object = op) -> InvalidOperationError:
-                return InvalidOperationError(f"{method_name} returned {op!r} in answer to {event!r}: {reason}")
+                return InvalidOperationError(
+                    f"{method_name} returned {op!r} in answer to {event!r}: {reason}"
+                )
 
             if shut and not isinstance(op, Progress):
                 raise fail("the method already shut down")
@@ -114,14 +116,18 @@ class Ledger:
                 if op.request_id in self.trials or op.request_id in created:
                     raise fail("request_id is already used by another Create")
                 if not isinstance(op.hparams, dict) or not is_plain_json(op.hparams):
-                    raise fail("hyperparameters must be a dict of plain JSON values (str keys; no NaN, objects or tuples)")
+                    raise fail(
+                        "hyperparameters must be a dict of plain JSON values (str keys; no NaN, objects or tuples)"
+                    )
                 created[op.request_id] = 0
             elif isinstance(op, ValidateAfter):
                 if isinstance(op.length, bool) or not isinstance(op.length, int):
                     raise fail("length must be an int")
                 have = self._last_target(op.request_id, created, targets, closing, fail)
                 if op.length <= have:
-                    raise fail(f"length {op.length} is not longer than the {have} units the trial already has")
+                    raise fail(
+                        f"length {op.length} is not longer than the {have} units the trial already has"
+                    )
                 targets[op.request_id] = op.length
             elif isinstance(op, Close):
                 record = self.trials.get(op.request_id)

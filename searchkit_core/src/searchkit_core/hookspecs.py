@@ -79,6 +79,23 @@ class RunnerPlugin:
     factory: Callable[[], Runner]
 
 
+@attrs.frozen
+class TrialAdapterPlugin:
+    """Runs training code that is a class rather than a ``train(ctx)`` function.
+
+    For example a Determined ``PyTorchTrial`` subclass named by
+    ``entrypoint: model_def:MNistTrial`` (``searchkit-runners[determined]``).
+    """
+
+    name: str
+    summary: str
+    #: Names of base classes (the last dotted part, e.g. ``"PyTorchTrial"``) that mark a class
+    #: entrypoint as this adapter's: the entrypoint check reads the source, it imports nothing.
+    base_classes: tuple[str, ...]
+    #: A training function ``train(ctx)`` for the class, or None if the class is not this adapter's.
+    adapt: Callable[[type], Callable[[Any], Any] | None]
+
+
 @hookspec
 def searchkit_search_methods() -> list[SearchMethodPlugin]:  # type: ignore[empty-body]
     """Return the search methods this plugin provides."""
@@ -87,3 +104,8 @@ def searchkit_search_methods() -> list[SearchMethodPlugin]:  # type: ignore[empt
 @hookspec
 def searchkit_runners() -> list[RunnerPlugin]:  # type: ignore[empty-body]
     """Return the runners this plugin provides."""
+
+
+@hookspec
+def searchkit_trial_adapters() -> list[TrialAdapterPlugin]:  # type: ignore[empty-body]
+    """Return the trial adapters this plugin provides (class entrypoints such as a PyTorchTrial)."""

@@ -1,0 +1,63 @@
+"""searchkit's runners, registered through the ``searchkit`` entry-point group like any plugin.
+
+Each runner is one line in :data:`RUNNERS`; its module is imported only when
+the runner is used, so ``searchkit plugins`` stays fast and a runner whose
+dependencies are missing (Ray, say) does not take the others down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from searchkit_core import hookimpl
+from searchkit_core.hookspecs import RunnerPlugin, TrialAdapterPlugin
+
+if TYPE_CHECKING:
+    from searchkit_core.hookspecs import Runner
+
+__version__ = "0.1.0"
+
+
+def _local() -> Runner:
+    from searchkit_runners.local import LocalRunner
+
+    return LocalRunner()
+
+
+RUNNERS: list[RunnerPlugin] = [
+    RunnerPlugin(
+        name="local",
+        summary="trials in warm worker processes on this machine",
+        factory=_local,
+    ),
+]
+
+
+@hookimpl
+def searchkit_runners() -> list[RunnerPlugin]:
+    """The runners this distribution provides."""
+    return list(RUNNERS)
+
+
+def _adapt_determined(obj: type) -> Callable[[Any], Any] | None:
+    # Imports neither determined nor torch: a class that subclasses PyTorchTrial already did.
+    from searchkit_runners.determined import adapt_trial_class
+
+    return adapt_trial_class(obj)
+
+
+TRIAL_ADAPTERS: list[TrialAdapterPlugin] = [
+    TrialAdapterPlugin(
+        name="determined-pytorch",
+        summary="a Determined PyTorchTrial class as the entrypoint (searchkit-runners[determined])",
+        base_classes=("PyTorchTrial",),
+        adapt=_adapt_determined,
+    ),
+]
+
+
+@hookimpl
+def searchkit_trial_adapters() -> list[TrialAdapterPlugin]:
+    """Class entrypoints this distribution can run: Determined's PyTorchTrial."""
+    return list(TRIAL_ADAPTERS)

@@ -1,0 +1,618 @@
+"""The local executor: trial segments on a pool of warm worker processes on this machine.
+
+The engine calls :meth:`LocalExecutor.launch` / ``pause`` / ``close`` /
+``wait`` / ``shutdown`` from one thread; this class is not thread-safe and
+needs no threads of its own: :meth:`wait` multiplexes every worker's pipe and
+process handle (a pidfd on Linux) with :func:`multiprocessing.connection.wait`.
+
+Scheduling, in short:
+
+- At most ``workers`` processes, started on demand. Each imports the user's
+  entrypoint once and then runs any number of trials.
+- A trial waiting for a worker is queued first come, first served.
+- After a trial reports a validation its worker waits (``next_length()``
+  blocks) for the engine's answer: a launch of the next length continues the
+  trial in place; a pause stops it and frees the worker. A paused trial that is
+  launched again starts on any free worker from its latest checkpoint.
+- A worker that dies takes its trial down with it (``TrialCrashed``); the next
+  trial gets a fresh worker. A trial over its time limit is killed the same way.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import json
+import multiprocessing.connection
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import attrs
+from searchkit_core._executor import (
+    CheckpointRef,
+    CheckpointReported,
+    MetricsReported,
+    ProgressReported,
+    Report,
+    Segment,
+    TrialCrashed,
+    TrialExited,
+    ValidationReported,
+)
+from searchkit_core._trial import trial_log_path
+from searchkit_core.errors import UserCodeError
+
+from searchkit_runners.local import _messages as msg
+
+log = logging.getLogger("searchkit.local")
+
+POLL_WITHOUT_PIDFD = 1.0  # seconds between exit checks where the OS has no pidfd
+DEFAULT_GRACE_PERIOD = 10.0  # seconds a trial gets to stop after should_preempt() turns True
+
+
+class Phase(enum.Enum):
+    """Where a trial stands in this executor."""
+
+    IDLE = "idle"  # no worker, no work (paused, or waiting for the engine after a crash)
+    QUEUED = "queued"  # has work, waits for a worker
+    RUNNING = "running"  # on a worker, training toward ``current``
+    AWAITING = "awaiting"  # on a worker, validated, waits for the engine's next length or a stop
+    STOPPING = "stopping"  # on a worker, told to stop; the worker is freed when the run ends
+
+
+@attrs.define
+class _Trial:
+    request_id: uuid.UUID
+    trial_id: int
+    hparams: dict[str, Any]
+    restarts: int
+    checkpoint: CheckpointRef | None
+    phase: Phase = Phase.IDLE
+    targets: collections.deque[int] = attrs.field(factory=collections.deque)
+    current: int | None = None  # the length the worker trains toward
+    worker: _Worker | None = None
+    run_id: int = 0
+    segment_started: float = 0.0  # monotonic time the current segment began
+    is_closing: bool = False
+    kill_at: float | None = None  # monotonic deadline after a preempt
+
+
+@attrs.define(eq=False)
+class _Worker:
+    index: int
+    process: subprocess.Popen[bytes]
+    conn: Connection
+    devices: str | None
+    pidfd: int | None = None  # readable once the process exited (Linux); else the pipe's EOF tells
+    trial: _Trial | None = None
+    is_ready: bool = False
+    is_dead: bool = False
+    started: float = 0.0
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "was lost"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was killed by {name}"
+    return f"exited with code {exitcode}"
+
+
+class LocalExecutor:
+    """Runs segments in at most ``workers`` warm worker processes; see the module docstring.
+
+    ``device_groups``: one ``CUDA_VISIBLE_DEVICES`` value per worker slot (for
+    trials that use GPUs); when given, the pool has ``len(device_groups)``
+    workers and each keeps its devices for life. ``trial_timeout``: seconds one
+    segment (one operation, from its start to its validation) may take before
+    its worker is killed and the trial reported crashed.
+    """
+
+    def __init__(
+        self,
+        experiment_dir: pathlib.Path | str,
+        *,
+        entrypoint: str,
+        model_dir: pathlib.Path | str | None,
+        metric: str,
+        data: Mapping[str, Any] | None = None,
+        workers: int | None = None,
+        device_groups: Sequence[str] | None = None,
+        trial_timeout: float | None = None,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.experiment_dir = pathlib.Path(experiment_dir).absolute()
+        self.entrypoint = entrypoint
+        self.model_dir = pathlib.Path(model_dir).absolute() if model_dir is not None else None
+        self.metric = metric
+        self.data = dict(data or {})
+        if device_groups is not None:
+            if not device_groups:
+                raise ValueError("device_groups must name at least one group of GPUs")
+            self._slots: list[str | None] = list(device_groups)
+        else:
+            count = workers if workers is not None else (os.cpu_count() or 1)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ValueError(f"workers must be a positive int, got {workers!r}")
+            self._slots = [None] * count
+        if trial_timeout is not None and not trial_timeout > 0:
+            raise ValueError(f"trial_timeout must be a positive number of seconds, got {trial_timeout!r}")
+        self.trial_timeout = trial_timeout
+        self.grace_period = grace_period
+        self.env = dict(env or {})
+        self._trials: dict[uuid.UUID, _Trial] = {}
+        self._queue: collections.deque[_Trial] = collections.deque()
+        self._workers: list[_Worker] = []
+        self._reports: list[Report] = []
+        self._next_run_id = 0
+        self._fatal: UserCodeError | None = None
+        self._is_shut_down = False
+        #: Seconds from a worker's start to its WorkerReady (the cost of the user's imports), for benchmarks.
+        self.startup_seconds: list[float] = []
+        (self.experiment_dir / "logs").mkdir(parents=True, exist_ok=True)
+
+    @property
+    def workers(self) -> int:
+        """The most trials that run at once."""
+        return len(self._slots)
+
+    # -- Executor -----------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.time()
+
+    def launch(self, segment: Segment) -> None:
+        self._check_open()
+        trial = self._trials.get(segment.request_id)
+        if trial is None:
+            trial = _Trial(
+                request_id=segment.request_id,
+                trial_id=segment.trial_id,
+                hparams=dict(segment.hparams),
+                restarts=segment.restarts,
+                checkpoint=segment.checkpoint,
+            )
+            self._trials[segment.request_id] = trial
+        elif segment.length == trial.current or segment.length in trial.targets:
+            return  # the same launch again (the engine hands out unanswered work after a recovery)
+        trial.is_closing = False
+        trial.restarts = segment.restarts
+        if trial.worker is None:
+            # The engine's latest checkpoint is the one to start from; a trial on a worker knows its own.
+            trial.checkpoint = segment.checkpoint
+            trial.hparams = dict(segment.hparams)
+        trial.targets.append(segment.length)
+        if trial.phase is Phase.AWAITING:
+            self._continue(trial)
+        elif trial.phase is Phase.IDLE:
+            trial.phase = Phase.QUEUED
+            self._queue.append(trial)
+            self._dispatch()
+        # RUNNING: the target waits behind the current one; STOPPING/QUEUED: picked up later.
+
+    def pause(self, request_id: uuid.UUID) -> None:
+        trial = self._trials.get(request_id)
+        if trial is None:
+            return
+        trial.targets.clear()
+        if trial.phase is Phase.AWAITING:
+            self._stop(trial)
+        elif trial.phase is Phase.QUEUED:
+            self._unqueue(trial)
+            trial.phase = Phase.IDLE
+        # RUNNING: nothing queued behind, so it stops after its validation unless launched again.
+
+    def close(self, request_id: uuid.UUID) -> None:
+        trial = self._trials.get(request_id)
+        if trial is None:
+            return
+        trial.targets.clear()
+        trial.is_closing = True
+        if trial.phase in (Phase.IDLE, Phase.QUEUED):
+            self._unqueue(trial)
+            del self._trials[request_id]
+        elif trial.phase is Phase.AWAITING:
+            self._stop(trial)
+        elif trial.phase is Phase.RUNNING:
+            self._preempt(trial)
+
+    def wait(self, timeout: float | None) -> list[Report]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._fatal is not None:
+                raise self._fatal
+            self._check_deadlines()
+            if self._reports:
+                reports, self._reports = self._reports, []
+                return reports
+            now = time.monotonic()
+            wait_for = None if deadline is None else max(0.0, deadline - now)
+            internal = self._next_deadline()
+            if internal is not None:
+                wait_for = max(0.0, internal - now) if wait_for is None else min(wait_for, max(0.0, internal - now))
+            if deadline is not None and now >= deadline:
+                return []
+            self._poll(wait_for)
+
+    def shutdown(self, cancel: bool) -> None:
+        """Ask running trials to stop at their next report, wait up to the grace period, then end every worker.
+
+        Reports that arrive meanwhile (a last checkpoint, say) stay available to :meth:`wait`.
+        """
+        if self._is_shut_down:
+            return
+        self._is_shut_down = True
+        self._queue.clear()
+        for trial in list(self._trials.values()):
+            trial.targets.clear()
+            if trial.phase is Phase.AWAITING:
+                self._stop(trial)
+            elif trial.phase is Phase.RUNNING:
+                self._preempt(trial)
+            elif trial.phase is Phase.QUEUED:
+                trial.phase = Phase.IDLE
+        end = time.monotonic() + self.grace_period
+        while any(w.trial is not None and not w.is_dead for w in self._workers) and time.monotonic() < end:
+            self._poll(min(0.2, max(0.0, end - time.monotonic())))
+        for worker in self._workers:
+            if not worker.is_dead:
+                try:
+                    worker.conn.send_bytes(msg.encode(msg.ExitWorker()))
+                except OSError:
+                    pass
+        stop_by = time.monotonic() + 2.0
+        for worker in self._workers:
+            _join(worker.process, max(0.0, stop_by - time.monotonic()))
+        for worker in list(self._workers):
+            self._kill(worker)
+        self._workers.clear()
+
+    # -- state changes ----------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._is_shut_down:
+            raise RuntimeError("the local executor was shut down")
+
+    def _send(self, worker: _Worker, message: object) -> None:
+        if worker.is_dead:
+            return
+        try:
+            worker.conn.send_bytes(msg.encode(message))
+        except (OSError, ValueError):
+            pass  # the worker died; wait() sees its end
+
+    def _unqueue(self, trial: _Trial) -> None:
+        try:
+            self._queue.remove(trial)
+        except ValueError:
+            pass
+
+    def _continue(self, trial: _Trial) -> None:
+        assert trial.worker is not None
+        trial.current = trial.targets.popleft()
+        trial.phase = Phase.RUNNING
+        trial.segment_started = time.monotonic()
+        self._send(trial.worker, msg.ContinueRun(trial.run_id, trial.current))
+
+    def _stop(self, trial: _Trial) -> None:
+        assert trial.worker is not None
+        trial.phase = Phase.STOPPING
+        self._send(trial.worker, msg.StopRun(trial.run_id))
+
+    def _preempt(self, trial: _Trial) -> None:
+        assert trial.worker is not None
+        trial.kill_at = time.monotonic() + self.grace_period
+        self._send(trial.worker, msg.PreemptRun(trial.run_id))
+
+    def _dispatch(self) -> None:
+        while self._queue:
+            worker = next((w for w in self._workers if w.trial is None and not w.is_dead), None)
+            if worker is None:
+                if len(self._workers) >= len(self._slots):
+                    return
+                worker = self._spawn()
+            trial = self._queue.popleft()
+            self._next_run_id += 1
+            trial.run_id = self._next_run_id
+            trial.worker = worker
+            worker.trial = trial
+            trial.current = trial.targets.popleft()
+            trial.phase = Phase.RUNNING
+            trial.segment_started = time.monotonic()
+            trial.kill_at = None
+            self._send(
+                worker,
+                msg.StartRun(
+                    run_id=trial.run_id,
+                    request_id=trial.request_id,
+                    trial_id=trial.trial_id,
+                    hparams=trial.hparams,
+                    length=trial.current,
+                    checkpoint=trial.checkpoint,
+                    restarts=trial.restarts,
+                ),
+            )
+
+    def _spawn(self) -> _Worker:
+        used = {w.index for w in self._workers}
+        index = next(i for i in range(len(self._slots)) if i not in used)
+        devices = self._slots[index]
+        env = dict(os.environ)
+        env.update(self.env)
+        if devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = devices
+        config = {
+            "index": index,
+            "parent_pid": os.getpid(),
+            "experiment_dir": str(self.experiment_dir),
+            "model_dir": str(self.model_dir) if self.model_dir is not None else None,
+            "entrypoint": self.entrypoint,
+            "metric": self.metric,
+            "data": self.data,
+            "worker_log": str(self.experiment_dir / "logs" / f"local-worker-{index}.log"),
+        }
+        ours, theirs = socket.socketpair()
+        worker_log = open(config["worker_log"], "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            # A fresh interpreter (no state of this process leaks into user code, and unlike
+            # multiprocessing's spawn it never re-imports the caller's __main__), in its own
+            # session so a Ctrl-C in the terminal reaches only searchkit, which stops trials in order.
+            process = subprocess.Popen(
+                [sys.executable, "-m", "searchkit_runners.local._worker", str(theirs.fileno()), json.dumps(config)],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=worker_log,
+                stderr=worker_log,
+                env=env,
+                start_new_session=True,
+            )
+        finally:
+            worker_log.close()
+            theirs.close()
+        conn = Connection(ours.detach())
+        pidfd: int | None = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                pidfd = os.pidfd_open(process.pid)
+            except OSError:
+                pidfd = None
+        worker = _Worker(
+            index=index, process=process, conn=conn, devices=devices, pidfd=pidfd, started=time.monotonic()
+        )
+        self._workers.append(worker)
+        log.debug("started local worker %d (pid %s, devices %s)", index, process.pid, devices)
+        return worker
+
+    # -- waiting ----------------------------------------------------------------
+
+    def _poll(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` for worker messages or deaths and handle them."""
+        handles: list[Any] = []
+        for worker in self._workers:
+            handles.append(worker.conn)
+            if worker.pidfd is not None:
+                handles.append(worker.pidfd)
+        if not handles:
+            if timeout is None:
+                raise RuntimeError("wait() with nothing running and no timeout would never return")
+            time.sleep(timeout)
+            return
+        if any(w.pidfd is None for w in self._workers):
+            # Without a pidfd a dead worker shows only as the pipe's EOF; poll its exit status too.
+            timeout = POLL_WITHOUT_PIDFD if timeout is None else min(timeout, POLL_WITHOUT_PIDFD)
+        ready = multiprocessing.connection.wait(handles, timeout)
+        for worker in list(self._workers):
+            if ready:
+                self._drain(worker)
+            if worker.is_dead or (worker.pidfd is not None and worker.pidfd in ready) or worker.process.poll() is not None:
+                self._drain(worker)
+                self._on_death(worker)
+        self._dispatch()
+
+    def _drain(self, worker: _Worker) -> None:
+        while not worker.is_dead:
+            try:
+                if not worker.conn.poll(0):
+                    return
+                data = worker.conn.recv_bytes()
+            except (EOFError, OSError):
+                worker.is_dead = True
+                return
+            self._on_message(worker, msg.decode_from_worker(data))
+
+    def _on_message(self, worker: _Worker, message: Any) -> None:
+        trial = worker.trial
+        if isinstance(message, msg.WorkerReady):
+            worker.is_ready = True
+            self.startup_seconds.append(time.monotonic() - worker.started)
+            return
+        if isinstance(message, msg.WorkerFailed):
+            self._fatal = UserCodeError(message.error)
+            return
+        if isinstance(message, msg.RunEnded):
+            if trial is not None and trial.run_id == message.run_id:
+                self._on_run_ended(worker, trial, message.status)
+            return
+        if trial is None or message.request_id != trial.request_id:
+            return  # a report of a run that already ended
+        if isinstance(message, ValidationReported):
+            if message.length != trial.current:
+                return
+            trial.current = None
+            if trial.is_closing:
+                self._stop(trial)
+                return
+            if trial.targets:
+                self._continue(trial)
+            else:
+                trial.phase = Phase.AWAITING
+            self._reports.append(message)
+        elif isinstance(message, CheckpointReported):
+            trial.checkpoint = message.checkpoint
+            self._reports.append(message)
+        elif isinstance(message, (MetricsReported, ProgressReported)):
+            if not trial.is_closing:
+                self._reports.append(message)
+        elif isinstance(message, (TrialCrashed, TrialExited)):
+            if not trial.is_closing and not self._is_shut_down:
+                self._reports.append(message)
+            trial.targets.clear()
+            trial.current = None
+
+    def _on_run_ended(self, worker: _Worker, trial: _Trial, status: str) -> None:
+        worker.trial = None
+        trial.worker = None
+        trial.current = None
+        trial.kill_at = None
+        if trial.is_closing:
+            self._trials.pop(trial.request_id, None)
+        elif trial.targets and not self._is_shut_down:
+            # Launched again while it was stopping: start over on a free worker from its checkpoint.
+            trial.phase = Phase.QUEUED
+            self._queue.append(trial)
+        else:
+            trial.phase = Phase.IDLE
+
+    def _on_death(self, worker: _Worker) -> None:
+        _join(worker.process, 1.0)
+        self._forget(worker)
+        trial = worker.trial
+        if trial is None:
+            if not self._is_shut_down and not worker.is_ready and self._fatal is None:
+                log.warning("local worker %d %s while starting", worker.index, _describe_exit(worker.process.returncode))
+            return
+        error = f"the trial's worker process {_describe_exit(worker.process.returncode)}"
+        self._lose(worker, trial, error)
+
+    def _lose(self, worker: _Worker, trial: _Trial, error: str) -> None:
+        """The trial's run is gone with its worker: report a crash (unless nobody wants it any more)."""
+        worker.trial = None
+        trial.worker = None
+        was_working = trial.phase is Phase.RUNNING
+        trial.current = None
+        trial.kill_at = None
+        if trial.is_closing:
+            self._trials.pop(trial.request_id, None)
+            return
+        _note_in_log(self.experiment_dir, trial.trial_id, f"searchkit: {error}")
+        if was_working and not self._is_shut_down:
+            self._reports.append(TrialCrashed(trial.request_id, error, time.time()))
+            trial.targets.clear()
+        if trial.targets and not self._is_shut_down:
+            trial.phase = Phase.QUEUED
+            self._queue.append(trial)
+        else:
+            trial.phase = Phase.IDLE
+
+    def _kill(self, worker: _Worker) -> None:
+        if worker.process.poll() is None:
+            try:
+                worker.process.kill()
+            except OSError:
+                pass
+        _join(worker.process, 5.0)
+        self._forget(worker)
+
+    def _forget(self, worker: _Worker) -> None:
+        """Release what this process holds of a worker that is gone."""
+        worker.is_dead = True
+        if worker in self._workers:
+            self._workers.remove(worker)
+        try:
+            worker.conn.close()
+        except OSError:
+            pass
+        if worker.pidfd is not None:
+            try:
+                os.close(worker.pidfd)
+            except OSError:
+                pass
+            worker.pidfd = None
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        changed = False
+        for worker in list(self._workers):
+            trial = worker.trial
+            if trial is None:
+                continue
+            if trial.kill_at is not None and now >= trial.kill_at:
+                self._drain(worker)
+                if worker.trial is trial:
+                    self._kill(worker)
+                    self._lose(worker, trial, f"the trial did not stop within {self.grace_period:g} s of being asked to")
+                    changed = True
+            elif (
+                self.trial_timeout is not None
+                and trial.phase is Phase.RUNNING
+                and now - trial.segment_started >= self.trial_timeout
+            ):
+                self._drain(worker)
+                if worker.trial is trial and trial.phase is Phase.RUNNING:
+                    self._kill(worker)
+                    self._lose(worker, trial, f"timed out after {self.trial_timeout:g} s (trial_timeout) training to length {trial.current}")
+                    changed = True
+        if changed:
+            self._dispatch()
+
+    def _next_deadline(self) -> float | None:
+        deadlines: list[float] = []
+        for worker in self._workers:
+            trial = worker.trial
+            if trial is None:
+                continue
+            if trial.kill_at is not None:
+                deadlines.append(trial.kill_at)
+            elif self.trial_timeout is not None and trial.phase is Phase.RUNNING:
+                deadlines.append(trial.segment_started + self.trial_timeout)
+        return min(deadlines) if deadlines else None
+
+    # -- introspection (tests, benchmarks, the display) ----------------------------
+
+    def phase(self, request_id: uuid.UUID) -> Phase | None:
+        trial = self._trials.get(request_id)
+        return trial.phase if trial is not None else None
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        return [w.process.pid for w in self._workers if not w.is_dead and w.process.pid is not None]
+
+    def worker_of(self, request_id: uuid.UUID) -> int | None:
+        """The pid of the worker running the trial, if any."""
+        trial = self._trials.get(request_id)
+        if trial is None or trial.worker is None:
+            return None
+        return int(trial.worker.process.pid)
+
+
+def _join(process: subprocess.Popen[bytes], timeout: float) -> None:
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _note_in_log(experiment_dir: pathlib.Path, trial_id: int, line: str) -> None:
+    """Append a line to the trial's log from the searchkit process (the worker that would write it is gone)."""
+    path = trial_log_path(experiment_dir, trial_id)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} ERROR {line}\n")
+    except OSError:
+        pass

@@ -1,0 +1,250 @@
+"""End to end: `searchkit run/resume/status --runner local` with real worker processes and ASHA.
+
+The training function (tests/local/model/toy.py) reports a metric that depends
+only on its hyperparameters and length, so results can be checked exactly and
+an interrupted search can be compared with an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+from local_helpers import MODEL_DIR, is_alive
+
+CONFIG = MODEL_DIR / "asha.yaml"
+RUNG_LENGTHS = [4, 8, 16]  # max_length 16, num_rungs 3, divisor 2
+
+
+def metric_of(hparams: dict[str, Any], length: int) -> float:
+    return round((float(hparams.get("x", 0.5)) - 0.3) ** 2 + 1.0 / (1.0 + length), 12)
+
+
+def searchkit(*args: str) -> list[str]:
+    return [sys.executable, "-m", "searchkit_core", *args]
+
+
+def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(searchkit(*args), capture_output=True, text=True, timeout=timeout)
+
+
+def status(experiment: pathlib.Path) -> dict[str, Any]:
+    result = run("status", str(experiment), "--json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def journal(experiment: pathlib.Path) -> list[dict[str, Any]]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{experiment / 'searchkit.db'}?mode=ro", uri=True)
+    try:
+        return [
+            {"event": json.loads(e), "operations": json.loads(o)}
+            for e, o in db.execute("SELECT event, operations FROM journal ORDER BY seq")
+        ]
+    finally:
+        db.close()
+
+
+def validations_in_order(experiment: pathlib.Path, doc: dict[str, Any]) -> list[tuple[int, int, float]]:
+    """(trial_id, length, metric) of every ValidationCompleted, in journal order."""
+    ids = {t["request_id"]: t["trial_id"] for t in doc["trials"]}
+    return [
+        (ids[row["event"]["request_id"]], row["event"]["train_length"], row["event"]["metric"])
+        for row in journal(experiment)
+        if row["event"]["type"] == "ValidationCompleted"
+    ]
+
+
+def check_completed_search(experiment: pathlib.Path, max_trials: int = 12) -> dict[str, Any]:
+    """Every trial closed, validated at rung lengths with exactly the expected metric, none twice."""
+    doc = status(experiment)
+    assert doc["status"] == "completed"
+    assert len(doc["trials"]) == max_trials
+    for trial in doc["trials"]:
+        assert trial["state"] == "CLOSED", trial
+        lengths = [v["length"] for v in trial["validations"]]
+        assert lengths == RUNG_LENGTHS[: len(lengths)] and lengths, trial
+        for v in trial["validations"]:
+            assert v["metric"] == pytest.approx(metric_of(trial["hparams"], v["length"]), abs=1e-12)
+    seen = validations_in_order(experiment, doc)
+    assert len(seen) == len({(t, length) for t, length, _ in seen}), "a validation was fed to the method twice"
+    return doc
+
+
+def test_run_to_completion_with_promotions_resuming_from_checkpoints(tmp_path: pathlib.Path) -> None:
+    experiment = tmp_path / "exp"
+    result = run("run", str(CONFIG), "--runner", "local", "--workers", "2", "--experiment-dir", str(experiment))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the method shut down" in result.stdout  # plain lines when stdout is not a terminal
+    assert "100.0% done" in result.stdout
+    doc = check_completed_search(experiment)
+    assert doc["best_trial"]["metric"] == min(
+        v["metric"] for t in doc["trials"] for v in t["validations"]
+    )
+    promoted = [t for t in doc["trials"] if len(t["validations"]) > 1]
+    assert promoted, "ASHA promoted no trial"
+    # A promoted trial that had been paused resumed from its checkpoint, not from zero.
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{experiment / 'searchkit.db'}?mode=ro", uri=True)
+    rows = db.execute("SELECT request_id, steps, metrics FROM metrics WHERE grp = 'validation'").fetchall()
+    db.close()
+    started = {(rid, steps): json.loads(m)["started_from"] for rid, steps, m in rows}
+    resumed = [started[(t["request_id"], v["length"])] for t in promoted for v in t["validations"][1:]]
+    assert all(s in (0, *RUNG_LENGTHS) for s in resumed)
+    assert any(s > 0 for s in resumed), "no promoted trial resumed from a checkpoint"
+    for trial in doc["trials"]:
+        assert trial["latest_checkpoint"]["steps_completed"] == trial["trained"]
+        assert (experiment / "checkpoints" / trial["latest_checkpoint"]["uuid"] / "state.json").is_file()
+        assert pathlib.Path(trial["log"]).is_file()
+
+
+def _start(experiment: pathlib.Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        searchkit(
+            "run", str(CONFIG), "--runner", "local", "--experiment-dir", str(experiment), *extra,
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for_validations(experiment: pathlib.Path, count: int, process: subprocess.Popen[str]) -> None:
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        assert process.poll() is None, "the search ended before it could be interrupted"
+        if (experiment / "searchkit.db").exists():
+            try:
+                rows = journal(experiment)
+            except Exception:  # noqa: BLE001 - the store may be mid-creation
+                rows = []
+            if sum(r["event"]["type"] == "ValidationCompleted" for r in rows) >= count:
+                return
+        time.sleep(0.1)
+    raise AssertionError("no progress")
+
+
+def _worker_pids(parent: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().split(")")[-1].split()[1]) == parent:
+                        pids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return pids
+
+
+def test_sigkill_then_resume_loses_nothing_and_repeats_nothing(tmp_path: pathlib.Path) -> None:
+    slow = ("--workers", "1", "--set", "hyperparameters.unit_seconds=0.03")
+    reference = tmp_path / "reference"
+    result = run("run", str(CONFIG), "--runner", "local", "--experiment-dir", str(reference), *slow)
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = validations_in_order(reference, check_completed_search(reference))
+
+    experiment = tmp_path / "killed"
+    process = _start(experiment, *slow)
+    _wait_for_validations(experiment, 5, process)
+    workers = _worker_pids(process.pid)
+    assert workers
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    end = time.monotonic() + 10
+    while any(is_alive(p) for p in workers) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not any(is_alive(p) for p in workers), "trial processes outlived the killed searchkit process"
+
+    resumed = run("resume", str(experiment))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    doc = check_completed_search(experiment)
+    assert validations_in_order(experiment, doc) == expected
+    ref_doc = status(reference)
+    assert [t["hparams"] for t in doc["trials"]] == [t["hparams"] for t in ref_doc["trials"]]
+
+
+def test_sigint_stops_cleanly_and_resume_completes(tmp_path: pathlib.Path) -> None:
+    experiment = tmp_path / "exp"
+    process = _start(experiment, "--workers", "2", "--set", "hyperparameters.unit_seconds=0.03")
+    _wait_for_validations(experiment, 3, process)
+    workers = _worker_pids(process.pid)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "SIGINT received" in output
+    assert not any(is_alive(p) for p in workers)
+    assert status(experiment)["status"] == "stopped"
+    resumed = run("resume", str(experiment))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    check_completed_search(experiment)
+
+
+def test_crashing_segments_are_restarted_and_the_search_completes(tmp_path: pathlib.Path) -> None:
+    experiment = tmp_path / "exp"
+    result = run(
+        "run", str(CONFIG), "--runner", "local", "--workers", "2", "--experiment-dir", str(experiment),
+        "--set", "hyperparameters.crash_rate=0.2", "--set", "max_restarts=8",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = check_completed_search(experiment)
+    restarts = sum(t["restarts"] for t in doc["trials"])
+    assert restarts > 0
+    crashes = [c for t in doc["trials"] for c in t["crashes"]]
+    assert len(crashes) == restarts and all("injected crash" in c for c in crashes)
+
+
+def test_a_trial_that_always_crashes_ends_errored_after_max_restarts(tmp_path: pathlib.Path) -> None:
+    experiment = tmp_path / "exp"
+    result = run(
+        "run", str(CONFIG), "--runner", "local", "--workers", "2", "--experiment-dir", str(experiment),
+        "--set", "hyperparameters.always_crash=true", "--set", "max_restarts=2", "--set", "searcher.max_trials=3",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = status(experiment)
+    assert doc["status"] == "completed"
+    assert [t["state"] for t in doc["trials"]] == ["ERRORED"] * 3
+    for trial in doc["trials"]:
+        assert trial["restarts"] == 2
+        assert "ValueError: this trial always crashes" in trial["error"]
+        log = pathlib.Path(trial["log"]).read_text()
+        assert log.count("Traceback (most recent call last)") == 3  # the first run and two restarts
+    assert doc["counts"]["ERRORED"] == 3
+
+
+def test_status_reads_a_running_search(tmp_path: pathlib.Path) -> None:
+    experiment = tmp_path / "exp"
+    process = _start(experiment, "--workers", "2", "--set", "hyperparameters.unit_seconds=0.03")
+    try:
+        _wait_for_validations(experiment, 2, process)
+        doc = status(experiment)
+        assert doc["status"] == "running"
+        assert doc["driver"]["pid"] == process.pid and doc["driver"]["is_alive"] is True
+        assert doc["counts"]["RUNNING"] + doc["counts"]["PAUSED"] + doc["counts"]["CLOSED"] == len(doc["trials"])
+        text = run("status", str(experiment), timeout=60)
+        assert text.returncode == 0 and "trial" in text.stdout
+        busy = run("resume", str(experiment), timeout=60)
+        assert busy.returncode == 6 and "already being driven" in busy.stderr  # one driver at a time
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+
+
+def test_a_bad_entrypoint_is_one_line_and_creates_nothing(tmp_path: pathlib.Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.read_text().replace("entrypoint: toy:train", "entrypoint: toy:no_such_function"))
+    experiment = tmp_path / "exp"
+    result = run("run", str(config), str(MODEL_DIR), "--runner", "local", "--experiment-dir", str(experiment))
+    assert result.returncode == 8, result.stderr
+    assert result.stderr.count("\n") == 1 and "no_such_function" in result.stderr
+    assert "Traceback" not in result.stderr
