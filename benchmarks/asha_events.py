@@ -69,7 +69,11 @@ def run(trials: int, *, concurrency: int, num_rungs: int, divisor: int, seed: in
         while acks:
             kind, rid = acks.pop()
             events += 1
-            take(method.on_trial_created(state, rid) if kind == "created" else method.on_trial_closed(state, rid))
+            take(
+                method.on_trial_created(state, rid)
+                if kind == "created"
+                else method.on_trial_closed(state, rid)
+            )
         if is_shut_down:
             break
         i = rng.randrange(len(busy))
@@ -100,7 +104,11 @@ def main() -> None:
     print(f"{'trials':>10} {'events':>10} {'seconds':>9} {'events/s':>10}")
     for trials in args.trials:
         events, seconds, created = run(
-            trials, concurrency=args.concurrency, num_rungs=args.num_rungs, divisor=args.divisor, seed=args.seed
+            trials,
+            concurrency=args.concurrency,
+            num_rungs=args.num_rungs,
+            divisor=args.divisor,
+            seed=args.seed,
         )
         assert created == trials, (created, trials)
         print(f"{trials:>10,} {events:>10,} {seconds:>9.2f} {events / seconds:>10,.0f}")

@@ -112,6 +112,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "batches_trained": self.batches_trained,
+            "rng_state": torch.get_rng_state(),  # dropout draws from it: resume exactly
         }
         torch.save(state, directory / CHECKPOINT_FILE)
 
@@ -120,6 +121,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.batches_trained = int(state["batches_trained"])
+        torch.set_rng_state(state["rng_state"])
 
 
 def load_data(data_settings: dict[str, Any] | None) -> MnistData:

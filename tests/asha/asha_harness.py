@@ -8,6 +8,7 @@ transformed metrics, without save/load points, or with another seed.
 
 from __future__ import annotations
 
+import itertools
 import math
 import uuid
 import warnings
@@ -445,6 +446,6 @@ class Harness:
         # invariant 11: progress in [0, 1], monotone, 1.0 at shutdown
         progress = [step.progress for step in self.driver.steps]
         check(all(0.0 <= p <= 1.0 for p in progress), "progress outside [0, 1]")
-        check(all(a <= b for a, b in zip(progress, progress[1:])), "progress decreased")
+        check(all(a <= b for a, b in itertools.pairwise(progress)), "progress decreased")
         check(progress[-1] == 1.0, "progress is not 1.0 at shutdown")
         check(self.method.progress(self.driver.ledger.searcher_state) == 1.0, "progress() after shutdown")

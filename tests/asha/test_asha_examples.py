@@ -299,7 +299,7 @@ def test_an_errored_trial_counts_as_the_worst_result_and_frees_its_slot() -> Non
 def test_a_cancelled_paused_trial_adds_no_entry_and_frees_no_slot() -> None:
     driver, a, b = two_trial_driver(max_trials=3, max_concurrent_trials=2)
     driver.complete(a, 1.0)  # a paused; slot goes to a new trial c
-    c = [rid for rid in driver.outstanding if rid not in (a, b)][0]
+    c = next(rid for rid in driver.outstanding if rid not in (a, b))
     assert driver.exit_early(a, ExitedReason.USER_CANCELED) == []  # no slot freed: no work
     ops = driver.complete(b, 2.0)  # n = 2, top 1 = a (cancelled): nothing to promote
     assert not any(isinstance(op, ValidateAfter) for op in ops)
@@ -311,11 +311,14 @@ def test_invalid_hp_trials_are_replaced_up_to_the_bound() -> None:
         config = cfg(max_trials=4, num_rungs=1, max_concurrent_trials=1)
         if bound is not None:
             config["max_invalid_replacements"] = bound
-        result = run_search(
-            lambda config=config: build(config, 0),
-            loss,
-            exit_fn=lambda hparams, length: ExitedReason.INVALID_HP,
-        )
+
+        def make(config: dict[str, Any] = config) -> AshaSearch:
+            return build(config, 0)
+
+        def invalid(hparams: dict[str, Any], length: int) -> ExitedReason:
+            return ExitedReason.INVALID_HP
+
+        result = run_search(make, loss, exit_fn=invalid)
         assert result.is_shut_down
         assert len(result.trials) == expected
 
@@ -323,18 +326,18 @@ def test_invalid_hp_trials_are_replaced_up_to_the_bound() -> None:
 def test_an_invalid_trial_leaves_every_rung() -> None:
     driver, a, b = two_trial_driver(max_trials=3)
     driver.complete(a, 1.0)
-    c = [rid for rid in driver.outstanding if rid not in (a, b)][0]
+    c = next(rid for rid in driver.outstanding if rid not in (a, b))
     ops = driver.complete(b, 2.0)  # n = 2: a promoted
     assert ValidateAfter(a, 2) in ops
     driver.exit_early(a, ExitedReason.INVALID_HP)  # a vanishes; its replacement d is created
-    d = [rid for rid in driver.outstanding if rid not in (a, b, c)][0]
+    d = next(rid for rid in driver.outstanding if rid not in (a, b, c))
     driver.complete(c, 3.0)  # rung 0 is now b=2, c=3: b is in the top 1 and promoted
     assert driver.next_target(b) == 2
     assert driver.next_target(d) == 1
 
 
 def test_stale_and_duplicate_events_change_nothing_and_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    driver, a, b = two_trial_driver(max_trials=3)
+    driver, a, _b = two_trial_driver(max_trials=3)
     driver.complete(a, 1.0)
     before = driver.method.snapshot()  # type: ignore[attr-defined]
     state = driver.ledger.searcher_state
@@ -342,9 +345,10 @@ def test_stale_and_duplicate_events_change_nothing_and_are_logged(caplog: pytest
         assert driver.method.on_validation_completed(state, a, 0.1, 1) == []  # a has no outstanding work
         assert driver.method.on_trial_closed(state, a) == []
         assert driver.method.on_trial_created(state, uuid.uuid4()) == []
+        assert driver.method.on_trial_created(state, a) == []  # a second TrialCreated
         assert driver.method.on_trial_exited_early(state, uuid.uuid4(), ExitedReason.ERRORED) == []
     assert driver.method.snapshot() == before  # type: ignore[attr-defined]
-    assert len([r for r in caplog.records if r.name == "searchkit_asha"]) == 4
+    assert len([r for r in caplog.records if r.name == "searchkit_asha"]) == 5
 
 
 def test_promotion_comes_from_the_highest_rung_with_a_candidate() -> None:
@@ -438,7 +442,7 @@ def test_asha_is_registered_through_the_entry_point_like_any_plugin() -> None:
     ]
     method = plugin.factory(MethodContext(searcher=cfg(), space=SPACE, seed=3))
     assert isinstance(method, AshaSearch) and AshaSearch.replayable is True
-    with pytest.raises(ConfigError, match="searcher.num_rungs"):
+    with pytest.raises(ConfigError, match=r"searcher\.num_rungs"):
         plugin.factory(MethodContext(searcher=cfg(num_rungs=0), space=SPACE, seed=3))
 
 

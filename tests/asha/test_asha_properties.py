@@ -68,7 +68,7 @@ def configs(draw: Any, *, stop_once: bool | None = None, mode: str | None = None
     return config
 
 
-def drive(data: Any, config: dict[str, Any], seed: int, *, steps: int = 60) -> Harness:
+def drive(data: Any, config: dict[str, Any], seed: int, *, steps: int = 120) -> Harness:
     """Run a drawn script on a checked harness, then finish the search."""
     harness = Harness(config, seed)
     harness.start()

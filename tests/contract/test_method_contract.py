@@ -26,7 +26,7 @@ from searchkit_core import ExitedReason, SearchMethod
 from searchkit_core._plugins import Registry
 from searchkit_core._space import SearchSpace
 from searchkit_core.hookspecs import MethodContext, SearchMethodPlugin
-from searchkit_core.testing import MethodDriver, run_search
+from searchkit_core.testing import MethodDriver, Order, run_search
 
 REGISTRY = Registry(autoload=True)
 METHODS = sorted(REGISTRY.names("search_method"))
@@ -46,7 +46,7 @@ def common_searcher(name: str) -> dict[str, Any]:
         "name": name,
         "metric": "validation_loss",
         "smaller_is_better": True,
-        "max_length": {"batches": 16},
+        "max_length": {"batches": 256},
         "max_trials": 6,
         "max_concurrent_trials": 2,
     }
@@ -66,7 +66,7 @@ def metric(hparams: dict[str, Any], length: int) -> float:
 
 def test_asha_is_among_the_discovered_methods() -> None:
     assert "asha" in METHODS
-    assert not REGISTRY.failures(), [f.error for f in REGISTRY.failures()]
+    assert not REGISTRY.failures, [f.error for f in REGISTRY.failures]
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -82,8 +82,10 @@ def test_registration_is_well_formed(name: str) -> None:
 
 @pytest.mark.parametrize("order", ["fifo", "lifo", "random"])
 @pytest.mark.parametrize("name", METHODS)
-def test_every_search_ends_in_any_completion_order(name: str, order: str) -> None:
-    result = run_search(lambda: make(name, 1), metric, order=order, seed=5, max_events=10_000, method_name=name)
+def test_every_search_ends_in_any_completion_order(name: str, order: Order) -> None:
+    result = run_search(
+        lambda: make(name, 1), metric, order=order, seed=5, max_events=10_000, method_name=name
+    )
     assert result.is_shut_down
     assert result.trials, f"{name} created no trials"
     assert all(0.0 <= p <= 1.0 for p in result.progress)

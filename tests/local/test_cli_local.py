@@ -90,22 +90,26 @@ def test_run_to_completion_with_promotions_resuming_from_checkpoints(tmp_path: p
     assert doc["best_trial"]["metric"] == min(
         v["metric"] for t in doc["trials"] for v in t["validations"]
     )
-    promoted = [t for t in doc["trials"] if len(t["validations"]) > 1]
-    assert promoted, "ASHA promoted no trial"
-    # A promoted trial that had been paused resumed from its checkpoint, not from zero.
+    starts = promoted_starts(experiment, doc)
+    assert starts, "ASHA promoted no trial"
+    # Each later segment either continued in place (0: same run of train()) or resumed from the
+    # checkpoint at the length it had reached; it never started over from zero after a pause.
+    assert all(s in (0, *RUNG_LENGTHS) for s in starts)
+    for trial in doc["trials"]:
+        assert trial["latest_checkpoint"]["steps_completed"] == trial["trained"]
+        assert (experiment / "checkpoints" / trial["latest_checkpoint"]["uuid"] / "state.json").is_file()
+        assert pathlib.Path(trial["log"]).is_file()
+
+
+def promoted_starts(experiment: pathlib.Path, doc: dict[str, Any]) -> list[int]:
+    """For each validation after a trial's first: the length the run of train() that produced it began at."""
     import sqlite3
 
     db = sqlite3.connect(f"file:{experiment / 'searchkit.db'}?mode=ro", uri=True)
     rows = db.execute("SELECT request_id, steps, metrics FROM metrics WHERE grp = 'validation'").fetchall()
     db.close()
     started = {(rid, steps): json.loads(m)["started_from"] for rid, steps, m in rows}
-    resumed = [started[(t["request_id"], v["length"])] for t in promoted for v in t["validations"][1:]]
-    assert all(s in (0, *RUNG_LENGTHS) for s in resumed)
-    assert any(s > 0 for s in resumed), "no promoted trial resumed from a checkpoint"
-    for trial in doc["trials"]:
-        assert trial["latest_checkpoint"]["steps_completed"] == trial["trained"]
-        assert (experiment / "checkpoints" / trial["latest_checkpoint"]["uuid"] / "state.json").is_file()
-        assert pathlib.Path(trial["log"]).is_file()
+    return [started[(t["request_id"], v["length"])] for t in doc["trials"] for v in t["validations"][1:]]
 
 
 def _start(experiment: pathlib.Path, *extra: str) -> subprocess.Popen[str]:
@@ -148,11 +152,19 @@ def _worker_pids(parent: int) -> list[int]:
 
 
 def test_sigkill_then_resume_loses_nothing_and_repeats_nothing(tmp_path: pathlib.Path) -> None:
-    slow = ("--workers", "1", "--set", "hyperparameters.unit_seconds=0.03")
+    # One trial at a time, so the order of validations (which ASHA's decisions depend on)
+    # is fixed, and the interrupted search must match the uninterrupted one exactly.
+    slow = (
+        "--workers", "1", "--set", "hyperparameters.unit_seconds=0.03", "--set", "searcher.max_concurrent_trials=1",
+    )
     reference = tmp_path / "reference"
     result = run("run", str(CONFIG), "--runner", "local", "--experiment-dir", str(reference), *slow)
     assert result.returncode == 0, result.stdout + result.stderr
-    expected = validations_in_order(reference, check_completed_search(reference))
+    ref_doc = check_completed_search(reference)
+    expected = validations_in_order(reference, ref_doc)
+    starts = promoted_starts(reference, ref_doc)
+    # A trial promoted after others ran meanwhile was paused: it resumed from its checkpoint.
+    assert any(s in RUNG_LENGTHS for s in starts) and all(s in (0, *RUNG_LENGTHS) for s in starts)
 
     experiment = tmp_path / "killed"
     process = _start(experiment, *slow)
@@ -170,7 +182,6 @@ def test_sigkill_then_resume_loses_nothing_and_repeats_nothing(tmp_path: pathlib
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     doc = check_completed_search(experiment)
     assert validations_in_order(experiment, doc) == expected
-    ref_doc = status(reference)
     assert [t["hparams"] for t in doc["trials"]] == [t["hparams"] for t in ref_doc["trials"]]
 
 
@@ -224,7 +235,7 @@ def test_a_trial_that_always_crashes_ends_errored_after_max_restarts(tmp_path: p
 
 def test_status_reads_a_running_search(tmp_path: pathlib.Path) -> None:
     experiment = tmp_path / "exp"
-    process = _start(experiment, "--workers", "2", "--set", "hyperparameters.unit_seconds=0.03")
+    process = _start(experiment, "--workers", "2", "--set", "hyperparameters.unit_seconds=0.2")
     try:
         _wait_for_validations(experiment, 2, process)
         doc = status(experiment)
@@ -248,3 +259,4 @@ def test_a_bad_entrypoint_is_one_line_and_creates_nothing(tmp_path: pathlib.Path
     assert result.returncode == 8, result.stderr
     assert result.stderr.count("\n") == 1 and "no_such_function" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not experiment.exists()

@@ -7,6 +7,7 @@ as a separate process.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 import subprocess
@@ -33,6 +34,33 @@ def write_guide_plugin(target: pathlib.Path) -> pathlib.Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(body)
     return target
+
+
+TINY_TRAIN = """\
+def train(ctx):
+    trained = 0
+    for op in ctx.searcher.operations():
+        while trained < op.length:
+            trained += 1
+            op.report_progress(trained)
+        loss = (ctx.hparams["x"] - 0.5) ** 2
+        ctx.train.report_validation_metrics(trained, {"loss": loss})
+        op.report_completed(loss)
+"""
+
+TINY_CONFIG = """\
+name: tiny
+entrypoint: model_def:train
+searcher:
+  name: tiny-random
+  metric: loss
+  max_trials: 3
+  max_concurrent_trials: 2
+  max_length: {batches: 5}
+hyperparameters:
+  x: {type: double, minval: 0.0, maxval: 1.0}
+seed: 4
+"""
 
 
 def write_broken_plugin(target: pathlib.Path) -> pathlib.Path:
@@ -187,6 +215,35 @@ def test_third_party_plugin_appears_when_installed_and_goes_when_uninstalled(
             ],
             cwd=fresh_venv.workdir,
         )
+        # And a whole search with it, from the installed wheels only: the CLI, the local runner.
+        model = tmp_path / "model"
+        model.mkdir()
+        (model / "model_def.py").write_text(TINY_TRAIN)
+        (model / "config.yaml").write_text(TINY_CONFIG)
+        experiment_dir = tmp_path / "experiment"
+        check_run(
+            [
+                str(fresh_venv.searchkit),
+                "run",
+                str(model / "config.yaml"),
+                "--runner",
+                "local",
+                "--workers",
+                "2",
+                "--experiment-dir",
+                str(experiment_dir),
+                "--plain",
+            ],
+            cwd=fresh_venv.workdir,
+        )
+        status = json.loads(
+            check_run(
+                [str(fresh_venv.searchkit), "status", str(experiment_dir), "--json"], cwd=fresh_venv.workdir
+            ).stdout
+        )
+        assert status["searcher"] == "tiny-random" and status["status"] == "completed"
+        assert [t["state"] for t in status["trials"]] == ["CLOSED"] * 3
+        assert all(t["trained"] == 5 for t in status["trials"])
     finally:
         fresh_venv.pip("uninstall", "-y", "searchkit-tinyrandom")
     document, _ = fresh_venv.plugins()

@@ -81,9 +81,7 @@ def test_entry_point_plugin_is_loaded_with_its_distribution(make_distribution) -
     assert registration.source.entry_point == "tiny = tiny_random_ep"
     # The method it registers really works through the protocol.
     plugin = registry.search_method("tiny-random")
-    method = plugin.factory(
-        MethodContext(searcher={"name": "tiny-random", "budget": 3}, space=None, seed=7)
-    )  # type: ignore[arg-type]
+    method = plugin.factory(MethodContext(searcher={"name": "tiny-random", "budget": 3}, space=None, seed=7))  # type: ignore[arg-type]
     operations = method.initial_operations(SearcherState())
     assert [type(op).__name__ for op in operations] == ["Create", "ValidateAfter"]
     assert plugin.validate({"budget": "x"}) == ["searcher.budget: must be an integer"]
@@ -305,3 +303,22 @@ def test_default_registry_is_cached() -> None:
             assert default_registry() is default_registry()
     finally:
         default_registry.cache_clear()
+
+
+def test_a_plugin_with_one_failing_hook_is_skipped_as_a_whole() -> None:
+    module = _module("half", methods=["half-method"])
+
+    @hookimpl
+    def searchkit_runners() -> list[RunnerPlugin]:
+        raise RuntimeError("runner hook broken")
+
+    module.searchkit_runners = searchkit_runners  # type: ignore[attr-defined]
+    registry = Registry(autoload=False)
+    registry.register(module, distribution="half-dist", version="0.1")
+    registry.register(_module("whole", methods=["whole-method"]), distribution="whole-dist")
+    with pytest.warns(PluginLoadWarning, match="runner hook broken"):
+        assert registry.names("search_method") == ["whole-method"]
+    [failure] = registry.failures
+    assert failure.source.distribution == "half-dist"
+    with pytest.raises(PluginError, match="plugins that failed to load: half"):
+        registry.search_method("half-method")

@@ -262,7 +262,7 @@ def plan_brackets(config: AshaConfig) -> tuple[list[Bracket], str | None]:
     for i in range(leftover):
         trials[i % len(trials)] += 1
 
-    slots = [min(s, t) for s, t in zip(split_evenly(total_slots, len(ladders)), trials)]
+    slots = [min(s, t) for s, t in zip(split_evenly(total_slots, len(ladders)), trials, strict=True)]
     unused = total_slots - sum(slots)
     for i in range(len(slots)):
         extra = min(unused, trials[i] - slots[i])
@@ -270,7 +270,7 @@ def plan_brackets(config: AshaConfig) -> tuple[list[Bracket], str | None]:
         unused -= extra
     brackets = [
         Bracket(budgets=ladder, max_trials=t, max_concurrent_trials=s)
-        for ladder, t, s in zip(ladders, trials, slots)
+        for ladder, t, s in zip(ladders, trials, slots, strict=True)
     ]
     return brackets, warning
 

@@ -23,8 +23,8 @@ from searchkit_core import (
     SearchMethod,
     Shutdown,
     ValidateAfter,
+    _wire,
 )
-from searchkit_core import _wire
 from searchkit_core.errors import SearchMethodError, WireFormatError
 
 logger = logging.getLogger("searchkit_asha")
@@ -46,7 +46,7 @@ class Space(Protocol):
 
 
 class _Trial:
-    __slots__ = ("bracket", "entries", "request_id", "status", "target_rung")
+    __slots__ = ("bracket", "entries", "is_created", "request_id", "status", "target_rung")
 
     def __init__(self, request_id: uuid.UUID, bracket: int) -> None:
         self.request_id = request_id
@@ -54,6 +54,7 @@ class _Trial:
         self.status = RUNNING
         self.target_rung = 0  # rung its outstanding (or latest) work is heading for
         self.entries: list[int] = []  # entry id in rung k at index k
+        self.is_created = False  # TrialCreated arrived
 
 
 class _BracketState:
@@ -81,6 +82,7 @@ class AshaSnapshot:
     trial_status: list[int]
     trial_target_rung: list[int]
     trial_entries: list[list[int]]
+    trial_is_created: list[bool]
     brackets: list[dict[str, Any]]
     pending_closes: int
     is_shut_down: bool
@@ -175,8 +177,13 @@ class AshaSearch(SearchMethod):
         return ops
 
     def on_trial_created(self, searcher_state: SearcherState, request_id: uuid.UUID) -> list[Operation]:
-        if request_id not in self._by_id:
+        index = self._by_id.get(request_id)
+        if index is None:
             logger.warning("asha: TrialCreated for unknown trial %s; ignored", request_id)
+        elif self._trials[index].is_created:
+            logger.warning("asha: duplicate TrialCreated for %s; ignored", request_id)
+        else:
+            self._trials[index].is_created = True
         return []
 
     def on_validation_completed(
@@ -391,6 +398,7 @@ class AshaSearch(SearchMethod):
             trial_status=[t.status for t in self._trials],
             trial_target_rung=[t.target_rung for t in self._trials],
             trial_entries=[list(t.entries) for t in self._trials],
+            trial_is_created=[t.is_created for t in self._trials],
             brackets=[
                 {
                     "outstanding": b.outstanding,
@@ -417,30 +425,47 @@ class AshaSearch(SearchMethod):
             )
         if len(snap.brackets) != len(self._brackets):
             raise WireFormatError("asha state: brackets do not match the config")
+        try:
+            self._restore(snap)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise WireFormatError(
+                f"asha state: inconsistent saved state ({type(exc).__name__}: {exc})"
+            ) from None
+
+    def _restore(self, snap: AshaSnapshot) -> None:
         version, internal, gauss = snap.rng_state
         self.rng.setstate((int(version), tuple(int(x) for x in internal), gauss))
         self._trials = []
         self._by_id = {}
         columns = zip(
-            snap.request_ids, snap.trial_bracket, snap.trial_status, snap.trial_target_rung, snap.trial_entries
+            snap.request_ids,
+            snap.trial_bracket,
+            snap.trial_status,
+            snap.trial_target_rung,
+            snap.trial_entries,
+            snap.trial_is_created,
+            strict=True,
         )
-        for index, (rid, bracket, status, target, entries) in enumerate(columns):
+        for index, (rid, bracket, status, target, entries, is_created) in enumerate(columns):
             trial = _Trial(uuid.UUID(rid), int(bracket))
             trial.status = int(status)
             trial.target_rung = int(target)
             trial.entries = [int(e) for e in entries]
+            trial.is_created = bool(is_created)
             self._trials.append(trial)
             self._by_id[trial.request_id] = index
         for b in self._brackets:
             b.trials = []
         for index, trial in enumerate(self._trials):
             self._brackets[trial.bracket].trials.append(index)
-        for b, saved in zip(self._brackets, snap.brackets):
+        for b, saved in zip(self._brackets, snap.brackets, strict=True):
             b.outstanding = int(saved["outstanding"])
             b.created = int(saved["created"])
             b.budget = int(saved["budget"])
             b.swept = bool(saved["swept"])
-            b.rungs = [Rung.from_columns(self.config.divisor, self.config.stop_once, c) for c in saved["rungs"]]
+            b.rungs = [
+                Rung.from_columns(self.config.divisor, self.config.stop_once, c) for c in saved["rungs"]
+            ]
         self._pending_closes = snap.pending_closes
         self._is_shut_down = snap.is_shut_down
         self._invalid_replaced = snap.invalid_replaced

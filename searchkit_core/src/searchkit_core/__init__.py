@@ -25,6 +25,7 @@ from searchkit_core._operations import (
     Shutdown,
     ValidateAfter,
 )
+from searchkit_core._plugins import PluginLoadWarning, Registry
 from searchkit_core._space import SearchSpace
 from searchkit_core._state import SearcherState
 from searchkit_core.errors import InvalidHP
@@ -41,7 +42,9 @@ __all__ = [
     "ExperimentConfig",
     "InvalidHP",
     "Operation",
+    "PluginLoadWarning",
     "Progress",
+    "Registry",
     "SearchMethod",
     "SearchSpace",
     "SearchStarted",

@@ -72,7 +72,7 @@ MAX_BATCH = 512
 #: A replayable method is snapshotted once the journal written since the last snapshot
 #: reaches this fraction of the last snapshot's size (at least MIN_SNAPSHOT_INTERVAL bytes):
 #: amortized O(1) per event, and a replay after a crash bounded by a fraction of the state.
-SNAPSHOT_FRACTION = 0.25
+SNAPSHOT_FRACTION = 0.5
 MIN_SNAPSHOT_INTERVAL = 256 * 1024
 OBSERVER_INTERVAL = 0.25  # seconds between views handed to the observer
 
@@ -104,7 +104,7 @@ _wire.register_type(LedgerSnapshot)
 
 
 def _ops_text(ops: Iterable[Operation]) -> str:
-    return json.dumps([_wire.unstructure(op) for op in ops], separators=(",", ":"), allow_nan=False)
+    return _wire.dumps_fragment([_wire.unstructure(op) for op in ops])
 
 
 @attrs.frozen
@@ -161,6 +161,7 @@ class Engine:
         self.checkpoints: dict[uuid.UUID, CheckpointRef] = {}
         self._issued_at: dict[uuid.UUID, float] = {}
         self._errors: dict[uuid.UUID, str] = {}
+        self._hparams_texts: dict[uuid.UUID, str] = {}  # trials-table text, written once per trial
         self._counts: collections.Counter[str] = collections.Counter()
         self._best: tuple[float, int] | None = None  # (metric, trial_id)
         self._recent: collections.deque[str] = collections.deque(maxlen=8)
@@ -197,7 +198,7 @@ class Engine:
             raise StoreError(f"{self.store.path}: the engine snapshot has no method snapshot beside it")
         self.seq = engine_seq
         for row in self.store.journal(after=engine_seq):
-            event = _wire.structure(json.loads(row.event), JournalEvent)  # type: ignore[arg-type]
+            event = _wire.structure(json.loads(row.event), JournalEvent)
             recorded = row.operations
             if self.pending and self.pending[0] == event:
                 self.pending.popleft()
@@ -211,7 +212,7 @@ class Engine:
                         "Set `replayable = False` on the method (it is then snapshotted after every event)."
                     )
             else:
-                ops = [_wire.structure(op, Operation) for op in json.loads(recorded)]  # type: ignore[arg-type]
+                ops = [_wire.structure(op, Operation) for op in json.loads(recorded)]
             self.seq = row.seq
             self._apply(event, ops, row.time)
         self._row_bytes_since_snapshot = 0
@@ -254,7 +255,7 @@ class Engine:
                 self._errors[rid] = snap.errors[i]  # type: ignore[assignment]
             self._counts[rec.state.value] += 1
             self._note_metric(rec)
-        self.pending.extend(_wire.structure(e, JournalEvent) for e in snap.pending)  # type: ignore[arg-type]
+        self.pending.extend(_wire.structure(e, JournalEvent) for e in snap.pending)
         if snap.is_shut_down:
             ledger.shutdown = Shutdown(cancel=snap.shutdown_cancel, failure=snap.shutdown_failure)
         ledger.progress = snap.progress
@@ -610,7 +611,7 @@ class Engine:
         return TrialRow(
             request_id=str(rec.request_id),
             trial_id=rec.trial_id,
-            hparams=json.dumps(rec.hparams),
+            hparams=self._hparams_text(rec),
             state=rec.state.value,
             trained=rec.trained,
             target=rec.targets[0] if rec.targets else None,
@@ -621,6 +622,12 @@ class Engine:
             error=self._errors.get(rec.request_id),
             updated_seq=self.seq,
         )
+
+    def _hparams_text(self, rec: TrialRecord) -> str:
+        text = self._hparams_texts.get(rec.request_id)
+        if text is None:
+            text = self._hparams_texts[rec.request_id] = _wire.dumps_fragment(rec.hparams)
+        return text
 
     def _act(self, touched: dict[uuid.UUID, _Touch]) -> None:
         executor = self.executor

@@ -109,7 +109,7 @@ def _describe_source(source: PluginSource) -> str:
     if source.distribution is None:
         return f"plugin {source.plugin_name!r} (not from an installed distribution)"
     version = f" {source.version}" if source.version else ""
-    return f"distribution {source.distribution}{version} (plugin {source.plugin_name!r})"
+    return f"plugin {source.plugin_name!r} from distribution {source.distribution}{version}"
 
 
 class Registry:
@@ -188,7 +188,7 @@ class Registry:
         if plugin_name in self._sources or self._manager.is_registered(plugin):
             other = self._source_of(plugin) or self._sources.get(plugin_name)
             raise PluginError(
-                f"plugin {source.plugin_name!r} from {_describe_source(source)} is already registered"
+                f"{_describe_source(source)} is already registered"
                 + (f" by {_describe_source(other)}" if other is not None else "")
             )
         try:
@@ -210,8 +210,7 @@ class Registry:
         )
         self._failures.append(failure)
         warnings.warn(
-            f"searchkit plugin {source.plugin_name!r} from {_describe_source(source)} failed during "
-            f"{during} and was skipped: {failure.error}",
+            f"searchkit {_describe_source(source)} failed during {during} and was skipped: {failure.error}",
             PluginLoadWarning,
             stacklevel=3,
         )
@@ -227,8 +226,10 @@ class Registry:
             for impl in hook_caller.get_hookimpls():
                 source = self._sources[impl.plugin_name]
                 registrations.extend(self._call_hook(kind, hook_name, impl.function, source))
-        self._registrations = registrations
-        return registrations
+        # A plugin with any failing hook is skipped as a whole, so what it offers never half-works.
+        failed = {failure.source for failure in self._failures}
+        self._registrations = [r for r in registrations if r.source not in failed]
+        return self._registrations
 
     def _call_hook(
         self, kind: Kind, hook_name: str, function: Callable[[], Any], source: PluginSource

@@ -71,12 +71,14 @@ from searchkit_core._state import SearcherState
 from searchkit_core.errors import WireFormatError
 
 __all__ = [
+    "CORE_TYPES",
     "FORMAT_VERSION",
     "check_format_version",
     "dumps_fragment",
     "from_json",
     "loads_fragment",
     "register_type",
+    "registered_types",
     "structure",
     "to_json",
     "type_tag",
@@ -442,9 +444,11 @@ def register_type(
         # Free-form fields name themselves when they hold something that is not JSON.
         attrs.resolve_types(cls)
         for field in attrs.fields(cls):
-            if (field.type in _FREE_MAPPINGS or field.type is Any) and field.name not in overrides:
+            if not (field.type in _FREE_MAPPINGS or field.type is Any):
+                continue
+            if field.name not in overrides:
                 overrides[field.name] = override(unstruct_hook=_free_field_unstructure(tag, field.name))
-            elif field.name in overrides and overrides[field.name].unstruct_hook is None:
+            elif overrides[field.name].unstruct_hook is None:
                 overrides[field.name] = attrs.evolve(
                     overrides[field.name], unstruct_hook=_free_field_unstructure(tag, field.name)
                 )
@@ -698,9 +702,14 @@ def unstructure(obj: Any) -> Any:
     return _unstructure_free(obj)
 
 
+# One encoder for compact text: json.dumps with options builds a new encoder per call,
+# which costs more than the encoding of a journal row itself.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def _dumps(data: Any, indent: int | None) -> str:
     if indent is None:
-        return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return _COMPACT.encode(data)
     return json.dumps(data, ensure_ascii=False, allow_nan=False, indent=indent)
 
 

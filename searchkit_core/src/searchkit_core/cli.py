@@ -338,6 +338,9 @@ def run(
     validate = _method_validator(registry, config, named if isinstance(named, str) else None)
     loaded = _config.load_config(config, config_overrides, validate)
     resolved_model_dir = (model_dir if model_dir is not None else config.parent).resolve()
+    from searchkit_core._usercode import check_entrypoint
+
+    check_entrypoint(resolved_model_dir, loaded.entrypoint)  # before anything is stored
     target = experiment_dir if experiment_dir is not None else DEFAULT_EXPERIMENTS_DIR / loaded.name
     _session.create_experiment(
         loaded,

@@ -54,7 +54,7 @@ from searchkit_core._operations import (
 )
 from searchkit_core.errors import SearchMethodError
 
-__all__ = ["MethodDriver", "SearchResult", "Step", "run_search"]
+__all__ = ["MethodDriver", "Order", "SearchResult", "Step", "run_search"]
 
 Order = Literal["fifo", "lifo", "random"]
 

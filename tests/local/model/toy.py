@@ -36,17 +36,24 @@ def _save(ctx: Any, trained: int) -> None:
         (pathlib.Path(path) / STATE).write_text(json.dumps({"trained": trained}))
 
 
-def _faults(ctx: Any, trained: int) -> None:
+def _faults(ctx: Any, trained: int, op: Any) -> None:
     hp = ctx.hparams
     rate = float(hp.get("crash_rate", 0.0))
-    if rate and random.Random(f"{ctx.trial_id}/{trained}/{ctx.restarts}").random() < rate:
-        raise RuntimeError(f"injected crash at {trained}")
+    # ``crash_rate`` of the segments crash, halfway through (seeded: the same segments crash every run).
+    if rate and trained == (op.length + trained_at_start(ctx)) // 2:
+        if random.Random(f"{ctx.trial_id}/{op.length}/{ctx.restarts}").random() < rate:
+            raise RuntimeError(f"injected crash at {trained}")
     if hp.get("always_crash"):
         raise ValueError("this trial always crashes")
     if hp.get("exit_at") == trained:
         os._exit(3)
     if hp.get("kill_at") == trained:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def trained_at_start(ctx: Any) -> int:
+    latest = ctx.checkpoint.latest
+    return int(latest.steps_completed) if latest is not None else 0
 
 
 def train(ctx: Any) -> None:
@@ -61,7 +68,7 @@ def train(ctx: Any) -> None:
     ctx.log.info("restored %d units", trained)
     for op in ctx.searcher.operations():
         while trained < op.length:
-            _faults(ctx, trained)
+            _faults(ctx, trained, op)
             if hp.get("hang"):
                 time.sleep(3600)
             time.sleep(unit)
