@@ -10,3 +10,5 @@ echo "+ searchkit run $config examples/mnist --runner local --experiment-dir $ex
 .venv/bin/searchkit run "$config" examples/mnist --runner local --experiment-dir "$experiment_dir" "$@"
 echo "+ searchkit status $experiment_dir" >&2
 .venv/bin/searchkit status "$experiment_dir"
+# The result: best hyperparameters and their validation accuracy, trials per rung, plots and logs.
+.venv/bin/python examples/mnist/report.py "$experiment_dir"

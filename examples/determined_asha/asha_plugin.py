@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import searchkit_core
 from search_method import ASHASearchMethod, search_space
+
+import searchkit_core
 from searchkit_core.hookspecs import MethodContext, SearchMethodPlugin
 
 NAME = "determined-asha"

@@ -17,9 +17,10 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-import asha_plugin  # noqa: E402
-from searchkit_core import cli  # noqa: E402
-from searchkit_core._plugins import default_registry  # noqa: E402
+import asha_plugin
+
+from searchkit_core import cli
+from searchkit_core._plugins import default_registry
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -220,7 +220,11 @@ class ASHASearchMethod(searcher.SearchMethod):
         """Shut down once every trial that will ever exist has closed or exited."""
         state = self.asha_search_state
         all_trials = len(state.trial_rungs) - state.invalid_trials
-        if state.pending_trials == 0 and all_trials >= state.max_trials and state.completed_trials == len(state.trial_rungs):
+        if (
+            state.pending_trials == 0
+            and all_trials >= state.max_trials
+            and state.completed_trials == len(state.trial_rungs)
+        ):
             return [searcher.Shutdown()]
         return []
 
@@ -241,12 +245,16 @@ class ASHASearchMethod(searcher.SearchMethod):
                 break
             for trial_metric in rung.metrics:
                 rid = trial_metric.request_id
-                if not trial_metric.promoted and rid not in state.closed_trials and rid not in state.early_exit_trials:
-                    # A promoted trial's Close comes from a higher rung; this one stops here.
-                    if state.trial_rungs[rid] == rung.idx:
-                        log.info("closing trial %s", rid)
-                        ops.append(searcher.Close(rid))
-                        state.closed_trials.add(rid)
+                # A promoted trial's Close comes from a higher rung; this one stops here.
+                if (
+                    not trial_metric.promoted
+                    and rid not in state.closed_trials
+                    and rid not in state.early_exit_trials
+                    and state.trial_rungs[rid] == rung.idx
+                ):
+                    log.info("closing trial %s", rid)
+                    ops.append(searcher.Close(rid))
+                    state.closed_trials.add(rid)
         return ops
 
     def progress(self, _: searcher.SearcherState) -> float:

@@ -78,7 +78,10 @@ def resolve_data_dir(data_dir: str | os.PathLike[str], base_dir: str | os.PathLi
 
 
 def load_mnist(
-    data_dir: str | os.PathLike[str], *, download: bool = True, download_dir: str | os.PathLike[str] | None = None
+    data_dir: str | os.PathLike[str],
+    *,
+    download: bool = True,
+    download_dir: str | os.PathLike[str] | None = None,
 ) -> MnistData:
     """Load MNIST from ``data_dir`` (see the module doc); downloads go to ``download_dir`` (default ``data_dir``).
 
@@ -102,7 +105,9 @@ def _load_cached(data_dir: pathlib.Path, download: bool, download_dir: pathlib.P
     if all(name in files for name in (*TRAIN_FILES, *TEST_FILES)):
         train_x, train_y = _read_pair(files, TRAIN_FILES)
         test_x, test_y = _read_pair(files, TEST_FILES)
-        source = f"MNIST from {where}: {len(train_y)} training images, {len(test_y)} test images for validation"
+        source = (
+            f"MNIST from {where}: {len(train_y)} training images, {len(test_y)} test images for validation"
+        )
         data = MnistData(train_x, train_y, test_x, test_y, source)
     elif all(name in files for name in TEST_FILES):
         test_x, test_y = _read_pair(files, TEST_FILES)
@@ -113,7 +118,11 @@ def _load_cached(data_dir: pathlib.Path, download: bool, download_dir: pathlib.P
             f"(every {VALIDATION_EVERY}th image)"
         )
         data = MnistData(
-            test_x[~is_validation], test_y[~is_validation], test_x[is_validation], test_y[is_validation], source
+            test_x[~is_validation],
+            test_y[~is_validation],
+            test_x[is_validation],
+            test_y[is_validation],
+            source,
         )
     else:
         present = ", ".join(sorted(files)) or "no MNIST files"
@@ -166,7 +175,9 @@ def _read_pair(files: dict[str, pathlib.Path], names: tuple[str, str]) -> tuple[
     images = _read_idx(files[names[0]], names[0])
     labels = _read_idx(files[names[1]], names[1])
     if len(images) != len(labels):
-        raise MnistDataError(f"{files[names[0]]} has {len(images)} images but {files[names[1]]} {len(labels)} labels")
+        raise MnistDataError(
+            f"{files[names[0]]} has {len(images)} images but {files[names[1]]} {len(labels)} labels"
+        )
     x = torch.from_numpy(images.astype(np.float32) / 255.0).sub_(MEAN).div_(STD).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
     return x, y

@@ -88,7 +88,9 @@ class Trainer:
         indices = self._batch_indices(self.batches_trained)
         self.model.train()
         self.optimizer.zero_grad()
-        loss = functional.nll_loss(self.model(self.data.train_images[indices]), self.data.train_labels[indices])
+        loss = functional.nll_loss(
+            self.model(self.data.train_images[indices]), self.data.train_labels[indices]
+        )
         loss.backward()
         self.optimizer.step()
         self.batches_trained += 1

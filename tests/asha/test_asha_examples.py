@@ -64,6 +64,7 @@ def cfg(**changes: Any) -> dict[str, Any]:
         ({"max_trials": 0}, "searcher.max_trials: must be an integer >= 1"),
         ({"max_trials": "many"}, "searcher.max_trials: must be an integer >= 1"),
         ({"max_length": {"batches": 0}}, "searcher.max_length.batches: must be an integer >= 1, got 0"),
+        ({"max_length": {"epochs": 2.0}}, "searcher.max_length.epochs: must be an integer >= 1, got 2.0"),
         (
             {"max_length": 100},
             "searcher.max_length: must be a mapping with exactly one of batches, records, epochs",
@@ -113,7 +114,7 @@ def test_a_valid_config_has_no_problems_and_documented_defaults() -> None:
 
 
 def test_float_divisor_from_yaml_is_converted_when_integral_and_rejected_otherwise() -> None:
-    text = "metric: loss\nmax_length: {batches: 64.0}\nmax_trials: 8.0\nnum_rungs: 3\ndivisor: 4.0\n"
+    text = "metric: loss\nmax_length: {batches: 64}\nmax_trials: 8.0\nnum_rungs: 3\ndivisor: 4.0\n"
     config = AshaConfig.from_mapping(yaml.safe_load(text))
     assert (config.divisor, config.max_length, config.max_trials) == (4, 64, 8)
     assert type(config.divisor) is int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import os
 import pathlib
 import signal
@@ -42,20 +43,32 @@ def env() -> dict[str, str]:
     return environment
 
 
-def run(argv: Sequence[str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str], timeout: float = 120.0, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command from the repository root; fail with its output if it does not end in time."""
     try:
         return subprocess.run(
-            list(argv), cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout, check=False
+            list(argv),
+            cwd=REPO,
+            env={**env(), **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"{argv} did not finish in {timeout}s; output:\n{exc.stdout}\n{exc.stderr}") from None
+        raise AssertionError(
+            f"{argv} did not finish in {timeout}s; output:\n{exc.stdout}\n{exc.stderr}"
+        ) from None
 
 
 def start(argv: Sequence[str], log: pathlib.Path) -> subprocess.Popen[bytes]:
     """Start a command in its own process group (so a test can kill it and all it started)."""
     with open(log, "wb") as out:
-        return subprocess.Popen(list(argv), cwd=REPO, env=env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            list(argv), cwd=REPO, env=env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -79,7 +92,9 @@ def validations_so_far(experiment_dir: pathlib.Path) -> int:
         return 0
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, log: pathlib.Path | None = None) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, log: pathlib.Path | None = None
+) -> None:
     end = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > end:
@@ -108,7 +123,7 @@ def check_asha_shape(document: dict[str, Any], rung_lengths: Sequence[int], max_
         assert lengths == list(rung_lengths[: len(lengths)]), (trial["trial_id"], lengths)
     counts = [sum(1 for t in trials if len(t["validations"]) > rung) for rung in range(len(rung_lengths))]
     assert counts[0] == max_trials
-    assert all(later <= earlier for earlier, later in zip(counts, counts[1:], strict=False)), counts
+    assert all(later <= earlier for earlier, later in itertools.pairwise(counts)), counts
     assert counts[-1] >= 1, counts
 
 

@@ -10,6 +10,7 @@ import shutil
 import pytest
 from examples_helpers import (
     EXAMPLES,
+    PYTHON,
     SEARCHKIT,
     SHARED_MNIST,
     TINY_HPARAMS,
@@ -19,6 +20,7 @@ from examples_helpers import (
     run,
     status,
 )
+
 from searchkit_core._executor import CheckpointReported, MetricsReported, ValidationReported
 from searchkit_core._trial import run_inline
 
@@ -90,7 +92,7 @@ def test_a_folder_without_mnist_says_what_to_put_there(data_module, tmp_path: pa
 
 def test_a_failed_download_is_part_of_the_one_error(data_module, tmp_path: pathlib.Path) -> None:  # type: ignore[no-untyped-def]
     # Nothing can be downloaded on these machines: the error says so, and what to put where.
-    with pytest.raises(data_module.MnistDataError, match="downloading into .* failed") as info:
+    with pytest.raises(data_module.MnistDataError, match=r"downloading into .* failed") as info:
         data_module.load_mnist(tmp_path / "empty", download=True)
     assert "t10k-labels-idx1-ubyte.gz" in str(info.value)
 
@@ -123,7 +125,9 @@ def _train_inline(tmp_path: pathlib.Path, lengths: list[int], checkpoint=None): 
         )
 
 
-def test_training_reports_both_metrics_and_resumes_exactly_from_its_checkpoint(tmp_path: pathlib.Path) -> None:
+def test_training_reports_both_metrics_and_resumes_exactly_from_its_checkpoint(
+    tmp_path: pathlib.Path,
+) -> None:
     straight = _train_inline(tmp_path / "a", [10, 30])
     validations = [r for r in straight if isinstance(r, MetricsReported) and r.group == "validation"]
     assert [v.steps for v in validations] == [10, 30]
@@ -145,15 +149,20 @@ def test_training_reports_both_metrics_and_resumes_exactly_from_its_checkpoint(t
 
 
 def test_tiny_mnist_search_end_to_end_on_the_real_data(tmp_path: pathlib.Path) -> None:
+    # What scripts/demo.sh (the README's first command) runs, shrunk with --set:
+    # the search, then the report of its result.
     experiment = tmp_path / "exp"
-    result = run(
+    search = run(
         [
-            *SEARCHKIT, "run", str(MNIST / "config.yaml"), "--workers", "2", "--experiment-dir", str(experiment),
+            *SEARCHKIT, "run", str(MNIST / "config.yaml"), str(MNIST), "--runner", "local", "--workers", "2",
+            "--experiment-dir", str(experiment),
             "--set", "searcher.max_length.batches=24", "--set", "searcher.max_trials=4",
             "--set", "searcher.num_rungs=2", "--set", "searcher.divisor=2", "--set", "searcher.max_concurrent_trials=4",
         ],
         timeout=150,
     )  # fmt: skip
+    assert search.returncode == 0, search.stdout + search.stderr
+    result = run([PYTHON, str(MNIST / "report.py"), str(experiment)])
     assert result.returncode == 0, result.stdout + result.stderr
     document = status(experiment)
     check_asha_shape(document, [12, 24], max_trials=4)
@@ -161,10 +170,22 @@ def test_tiny_mnist_search_end_to_end_on_the_real_data(tmp_path: pathlib.Path) -
     assert best is not None and best["length"] == 24
     rows = metrics(experiment)
     assert all(set(values) >= {"validation_loss", "accuracy"} for _, _, values in rows)
-    best_accuracy = max(values["accuracy"] for rid, steps, values in rows if rid == best["request_id"])
+    best_accuracy = dict(
+        (steps, values["accuracy"]) for rid, steps, values in rows if rid == best["request_id"]
+    )[24]
     assert best_accuracy > 0.2  # ten classes: chance is 0.1; 24 batches already learn something
     logs = [pathlib.Path(t["log"]).read_text() for t in document["trials"]]
     assert all("fixed split" in log for log in logs)
-    # Promoted trials trained on from their rung-0 checkpoint: none validated at 12 twice.
     for trial in document["trials"]:
         assert trial["latest_checkpoint"]["steps_completed"] == trial["validations"][-1]["length"]
+
+    # The report: best hyperparameters, their accuracy, trials per rung, plots and logs.
+    out = result.stdout
+    assert f"best trial {best['trial_id']}: validation_loss {best['metric']:.4f} after 24 batches" in out
+    assert f"validation accuracy {100 * best_accuracy:.2f} %" in out
+    assert f"learning_rate={best['hparams']['learning_rate']:.4g}" in out
+    assert "trials per rung: 4 at 12 batches" in out
+    for plot in ("accuracy.svg", "validation_loss.svg"):
+        svg = (experiment / "plots" / plot).read_text()
+        assert svg.startswith("<svg") and svg.count("<polyline") == 4
+    assert str(experiment / "trials") in out

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from local_helpers import MODEL_DIR
+
 from searchkit_runners.local import LocalExecutor
 
 

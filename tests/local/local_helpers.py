@@ -6,7 +6,7 @@ import os
 import pathlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from searchkit_core._executor import Report, Segment, TrialCrashed, TrialExited, ValidationReported
@@ -15,7 +15,9 @@ from searchkit_runners.local import LocalExecutor
 MODEL_DIR = pathlib.Path(__file__).parent / "model"
 
 
-def segment(rid: uuid.UUID, trial_id: int, length: int, hparams: dict[str, Any] | None = None, **kw: Any) -> Segment:
+def segment(
+    rid: uuid.UUID, trial_id: int, length: int, hparams: dict[str, Any] | None = None, **kw: Any
+) -> Segment:
     return Segment(
         request_id=rid,
         trial_id=trial_id,
@@ -47,7 +49,9 @@ def validated(rid: uuid.UUID, length: int) -> Callable[[list[Report]], bool]:
 
 
 def ended(rid: uuid.UUID) -> Callable[[list[Report]], bool]:
-    return lambda reports: any(isinstance(r, (TrialCrashed, TrialExited)) and r.request_id == rid for r in reports)
+    return lambda reports: any(
+        isinstance(r, (TrialCrashed, TrialExited)) and r.request_id == rid for r in reports
+    )
 
 
 def is_alive(pid: int) -> bool:

@@ -76,20 +76,22 @@ def check_completed_search(experiment: pathlib.Path, max_trials: int = 12) -> di
         for v in trial["validations"]:
             assert v["metric"] == pytest.approx(metric_of(trial["hparams"], v["length"]), abs=1e-12)
     seen = validations_in_order(experiment, doc)
-    assert len(seen) == len({(t, length) for t, length, _ in seen}), "a validation was fed to the method twice"
+    assert len(seen) == len({(t, length) for t, length, _ in seen}), (
+        "a validation was fed to the method twice"
+    )
     return doc
 
 
 def test_run_to_completion_with_promotions_resuming_from_checkpoints(tmp_path: pathlib.Path) -> None:
     experiment = tmp_path / "exp"
-    result = run("run", str(CONFIG), "--runner", "local", "--workers", "2", "--experiment-dir", str(experiment))
+    result = run(
+        "run", str(CONFIG), "--runner", "local", "--workers", "2", "--experiment-dir", str(experiment)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the method shut down" in result.stdout  # plain lines when stdout is not a terminal
     assert "100.0% done" in result.stdout
     doc = check_completed_search(experiment)
-    assert doc["best_trial"]["metric"] == min(
-        v["metric"] for t in doc["trials"] for v in t["validations"]
-    )
+    assert doc["best_trial"]["metric"] == min(v["metric"] for t in doc["trials"] for v in t["validations"])
     starts = promoted_starts(experiment, doc)
     assert starts, "ASHA promoted no trial"
     # Each later segment either continued in place (0: same run of train()) or resumed from the
@@ -115,7 +117,13 @@ def promoted_starts(experiment: pathlib.Path, doc: dict[str, Any]) -> list[int]:
 def _start(experiment: pathlib.Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         searchkit(
-            "run", str(CONFIG), "--runner", "local", "--experiment-dir", str(experiment), *extra,
+            "run",
+            str(CONFIG),
+            "--runner",
+            "local",
+            "--experiment-dir",
+            str(experiment),
+            *extra,
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -130,7 +138,7 @@ def _wait_for_validations(experiment: pathlib.Path, count: int, process: subproc
         if (experiment / "searchkit.db").exists():
             try:
                 rows = journal(experiment)
-            except Exception:  # noqa: BLE001 - the store may be mid-creation
+            except Exception:
                 rows = []
             if sum(r["event"]["type"] == "ValidationCompleted" for r in rows) >= count:
                 return
@@ -155,7 +163,12 @@ def test_sigkill_then_resume_loses_nothing_and_repeats_nothing(tmp_path: pathlib
     # One trial at a time, so the order of validations (which ASHA's decisions depend on)
     # is fixed, and the interrupted search must match the uninterrupted one exactly.
     slow = (
-        "--workers", "1", "--set", "hyperparameters.unit_seconds=0.03", "--set", "searcher.max_concurrent_trials=1",
+        "--workers",
+        "1",
+        "--set",
+        "hyperparameters.unit_seconds=0.03",
+        "--set",
+        "searcher.max_concurrent_trials=1",
     )
     reference = tmp_path / "reference"
     result = run("run", str(CONFIG), "--runner", "local", "--experiment-dir", str(reference), *slow)
@@ -185,17 +198,24 @@ def test_sigkill_then_resume_loses_nothing_and_repeats_nothing(tmp_path: pathlib
     assert [t["hparams"] for t in doc["trials"]] == [t["hparams"] for t in ref_doc["trials"]]
 
 
-def test_sigint_stops_cleanly_and_resume_completes(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_cleanly_and_resume_completes(
+    tmp_path: pathlib.Path, sig: signal.Signals, code: int
+) -> None:
     experiment = tmp_path / "exp"
     process = _start(experiment, "--workers", "2", "--set", "hyperparameters.unit_seconds=0.03")
     _wait_for_validations(experiment, 3, process)
     workers = _worker_pids(process.pid)
-    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    process.send_signal(sig)
     output, _ = process.communicate(timeout=60)
-    assert process.returncode == 130, output
-    assert "SIGINT received" in output
+    assert process.returncode == code, output
+    assert time.monotonic() - started < 8  # trials stopped at their next report, not after the grace period
+    assert f"{sig.name} received" in output
     assert not any(is_alive(p) for p in workers)
-    assert status(experiment)["status"] == "stopped"
+    doc = status(experiment)
+    assert doc["status"] == "stopped"
+    assert not any(t["state"] == "ERRORED" or t["restarts"] for t in doc["trials"])  # a stop is no crash
     resumed = run("resume", str(experiment))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     check_completed_search(experiment)
@@ -204,8 +224,18 @@ def test_sigint_stops_cleanly_and_resume_completes(tmp_path: pathlib.Path) -> No
 def test_crashing_segments_are_restarted_and_the_search_completes(tmp_path: pathlib.Path) -> None:
     experiment = tmp_path / "exp"
     result = run(
-        "run", str(CONFIG), "--runner", "local", "--workers", "2", "--experiment-dir", str(experiment),
-        "--set", "hyperparameters.crash_rate=0.2", "--set", "max_restarts=8",
+        "run",
+        str(CONFIG),
+        "--runner",
+        "local",
+        "--workers",
+        "2",
+        "--experiment-dir",
+        str(experiment),
+        "--set",
+        "hyperparameters.crash_rate=0.2",
+        "--set",
+        "max_restarts=8",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     doc = check_completed_search(experiment)
@@ -218,8 +248,20 @@ def test_crashing_segments_are_restarted_and_the_search_completes(tmp_path: path
 def test_a_trial_that_always_crashes_ends_errored_after_max_restarts(tmp_path: pathlib.Path) -> None:
     experiment = tmp_path / "exp"
     result = run(
-        "run", str(CONFIG), "--runner", "local", "--workers", "2", "--experiment-dir", str(experiment),
-        "--set", "hyperparameters.always_crash=true", "--set", "max_restarts=2", "--set", "searcher.max_trials=3",
+        "run",
+        str(CONFIG),
+        "--runner",
+        "local",
+        "--workers",
+        "2",
+        "--experiment-dir",
+        str(experiment),
+        "--set",
+        "hyperparameters.always_crash=true",
+        "--set",
+        "max_restarts=2",
+        "--set",
+        "searcher.max_trials=3",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     doc = status(experiment)
@@ -241,7 +283,9 @@ def test_status_reads_a_running_search(tmp_path: pathlib.Path) -> None:
         doc = status(experiment)
         assert doc["status"] == "running"
         assert doc["driver"]["pid"] == process.pid and doc["driver"]["is_alive"] is True
-        assert doc["counts"]["RUNNING"] + doc["counts"]["PAUSED"] + doc["counts"]["CLOSED"] == len(doc["trials"])
+        assert doc["counts"]["RUNNING"] + doc["counts"]["PAUSED"] + doc["counts"]["CLOSED"] == len(
+            doc["trials"]
+        )
         text = run("status", str(experiment), timeout=60)
         assert text.returncode == 0 and "trial" in text.stdout
         busy = run("resume", str(experiment), timeout=60)
@@ -260,3 +304,40 @@ def test_a_bad_entrypoint_is_one_line_and_creates_nothing(tmp_path: pathlib.Path
     assert result.stderr.count("\n") == 1 and "no_such_function" in result.stderr
     assert "Traceback" not in result.stderr
     assert not experiment.exists()
+
+
+def test_status_of_a_directory_that_is_no_experiment_is_one_line(tmp_path: pathlib.Path) -> None:
+    result = run("status", str(tmp_path), "--json", timeout=60)
+    assert result.returncode == 5
+    assert "is not a searchkit experiment directory" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_model_that_fails_to_import_in_the_worker_stops_the_search_with_one_line(
+    tmp_path: pathlib.Path,
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "broken.py").write_text("import no_such_dependency_xyz\n\n\ndef train(ctx):\n    pass\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.read_text().replace("entrypoint: toy:train", "entrypoint: broken:train"))
+    experiment = tmp_path / "exp"
+    result = run(
+        "run",
+        str(config),
+        str(model),
+        "--runner",
+        "local",
+        "--workers",
+        "2",
+        "--experiment-dir",
+        str(experiment),
+    )
+    assert result.returncode == 8, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "searchkit: error: entrypoint broken:train: importing 'broken' failed: "
+        "ModuleNotFoundError: No module named 'no_such_dependency_xyz'"
+    )
+    assert "Traceback" not in result.stderr
+    log = (experiment / "logs" / "local-worker-0.log").read_text()
+    assert "No module named 'no_such_dependency_xyz'" in log  # the full traceback is kept for the user

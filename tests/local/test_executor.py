@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from local_helpers import MODEL_DIR, collect_until, ended, is_alive, segment, validated
+
 from searchkit_core._executor import (
     CheckpointReported,
     MetricsReported,
@@ -36,7 +37,9 @@ def _metrics(reports: list[Any], rid: uuid.UUID) -> list[dict[str, Any]]:
     return [r.metrics for r in reports if isinstance(r, MetricsReported) and r.request_id == rid]
 
 
-def test_segments_continue_in_place_and_report_everything(make_executor: Make, tmp_path: pathlib.Path) -> None:
+def test_segments_continue_in_place_and_report_everything(
+    make_executor: Make, tmp_path: pathlib.Path
+) -> None:
     ex = make_executor()
     rid = uuid.uuid4()
     ex.launch(segment(rid, 1, 5, {"x": 0.2}))
@@ -88,6 +91,34 @@ def test_paused_trial_resumes_from_its_checkpoint_on_a_free_worker(make_executor
     ex.pause(a)
 
 
+def test_the_next_trial_follows_a_stopping_one_on_its_worker(make_executor: Make) -> None:
+    ex = make_executor(workers=1)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    ex.launch(segment(a, 1, 2, {"linger": 1.0}))
+    collect_until(ex, validated(a, 2))
+    pid = ex.worker_of(a)
+    ex.pause(a)  # ``a`` lingers a second before its run ends ...
+    ex.launch(segment(b, 2, 2))  # ... and ``b`` is already queued behind it on the same worker
+    assert ex.worker_of(b) == pid and ex.phase(b) is Phase.RUNNING
+    collect_until(ex, validated(b, 2))
+    assert ex.phase(a) is Phase.IDLE
+
+
+def test_a_trial_queued_behind_a_dying_worker_moves_to_a_new_one_without_a_crash(make_executor: Make) -> None:
+    ex = make_executor(workers=1)
+    a, b = uuid.uuid4(), uuid.uuid4()
+    ex.launch(segment(a, 1, 2, {"linger": 30.0}))
+    collect_until(ex, validated(a, 2))
+    pid = ex.worker_of(a)
+    assert pid is not None
+    ex.pause(a)
+    ex.launch(segment(b, 2, 2))
+    os.kill(pid, signal.SIGKILL)
+    reports = collect_until(ex, validated(b, 2))
+    assert not any(isinstance(r, TrialCrashed) for r in reports)  # neither was training when it died
+    assert ex.worker_of(b) not in (None, pid)
+
+
 def test_trials_beyond_the_worker_count_queue(make_executor: Make) -> None:
     ex = make_executor(workers=2)
     rids = [uuid.uuid4() for _ in range(5)]
@@ -118,7 +149,9 @@ def test_worker_imports_the_entrypoint_once(make_executor: Make) -> None:
     assert len(ex.startup_seconds) == 1
 
 
-def test_a_crash_is_reported_with_a_summary_and_the_traceback_in_the_log(make_executor: Make, tmp_path: pathlib.Path) -> None:
+def test_a_crash_is_reported_with_a_summary_and_the_traceback_in_the_log(
+    make_executor: Make, tmp_path: pathlib.Path
+) -> None:
     ex = make_executor(workers=1)
     rid = uuid.uuid4()
     ex.launch(segment(rid, 1, 5, {"always_crash": True}))
@@ -140,7 +173,9 @@ def test_a_crash_is_reported_with_a_summary_and_the_traceback_in_the_log(make_ex
     ("hparams", "expected"),
     [({"exit_at": 2}, "exited with code 3"), ({"kill_at": 2}, "killed by SIGKILL")],
 )
-def test_a_dying_worker_is_a_crash_and_is_replaced(make_executor: Make, hparams: dict[str, Any], expected: str) -> None:
+def test_a_dying_worker_is_a_crash_and_is_replaced(
+    make_executor: Make, hparams: dict[str, Any], expected: str
+) -> None:
     ex = make_executor(workers=1)
     rid = uuid.uuid4()
     ex.launch(segment(rid, 1, 5, hparams))
@@ -162,6 +197,18 @@ def test_a_trial_over_its_timeout_is_killed(make_executor: Make, tmp_path: pathl
     crash = next(r for r in reports if isinstance(r, TrialCrashed))
     assert "timed out after 1.5 s" in crash.error
     assert "timed out" in (tmp_path / "exp" / "trials" / "1" / "trial.log").read_text()
+
+
+def test_killing_a_trial_kills_the_processes_it_started(make_executor: Make) -> None:
+    ex = make_executor(workers=1, trial_timeout=1.5)
+    rid = uuid.uuid4()
+    ex.launch(segment(rid, 1, 5, {"spawn_child": True, "hang": True}))
+    reports = collect_until(ex, ended(rid), timeout=30)
+    child = next(m["child"] for m in _metrics(reports, rid) if "child" in m)
+    end = time.monotonic() + 5
+    while is_alive(child) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not is_alive(child)
 
 
 def test_invalid_hp_exits_without_restart(make_executor: Make) -> None:
@@ -204,7 +251,9 @@ def test_shutdown_preempts_running_trials_which_checkpoint_and_stop(make_executo
     rids = [uuid.uuid4(), uuid.uuid4()]
     for i, rid in enumerate(rids):
         ex.launch(segment(rid, i + 1, 10_000, {"unit_seconds": 0.01}))
-    collect_until(ex, lambda reps: {r.request_id for r in reps if isinstance(r, ProgressReported)} == set(rids))
+    collect_until(
+        ex, lambda reps: {r.request_id for r in reps if isinstance(r, ProgressReported)} == set(rids)
+    )
     pids = ex.worker_pids()
     started = time.monotonic()
     ex.shutdown(cancel=False)
@@ -229,7 +278,9 @@ def test_closing_a_trial_that_ignores_preemption_kills_it_after_the_grace_period
     assert not is_alive(pid)
     other = uuid.uuid4()
     ex.launch(segment(other, 2, 2, {}))  # the slot is free again: a fresh worker runs the next trial
-    collect_until(ex, lambda reps: any(isinstance(r, ProgressReported) and r.request_id == other for r in reps))
+    collect_until(
+        ex, lambda reps: any(isinstance(r, ProgressReported) and r.request_id == other for r in reps)
+    )
     assert ex.worker_of(other) not in (None, pid)
 
 
@@ -249,7 +300,11 @@ def test_device_groups_set_cuda_visible_devices_per_worker(tmp_path: pathlib.Pat
         )
     )
     ex = LocalExecutor(
-        tmp_path / "exp", entrypoint="envcheck:train", model_dir=model, metric="loss", device_groups=["0,1", "2,3"]
+        tmp_path / "exp",
+        entrypoint="envcheck:train",
+        model_dir=model,
+        metric="loss",
+        device_groups=["0,1", "2,3"],
     )
     try:
         assert ex.workers == 2
@@ -283,7 +338,9 @@ while True:
 
 
 def test_workers_die_when_the_searchkit_process_is_sigkilled(tmp_path: pathlib.Path) -> None:
-    script = ORPHAN_SCRIPT.format(tests=str(pathlib.Path(__file__).parent), exp=str(tmp_path / "exp"), model=str(MODEL_DIR))
+    script = ORPHAN_SCRIPT.format(
+        tests=str(pathlib.Path(__file__).parent), exp=str(tmp_path / "exp"), model=str(MODEL_DIR)
+    )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout is not None
@@ -299,7 +356,9 @@ def test_workers_die_when_the_searchkit_process_is_sigkilled(tmp_path: pathlib.P
     assert not any(is_alive(p) for p in pids), "worker processes outlived the SIGKILLed searchkit process"
 
 
-def test_checkpoint_directories_hold_what_the_trial_saved(make_executor: Make, tmp_path: pathlib.Path) -> None:
+def test_checkpoint_directories_hold_what_the_trial_saved(
+    make_executor: Make, tmp_path: pathlib.Path
+) -> None:
     ex = make_executor(workers=1)
     rid = uuid.uuid4()
     ex.launch(segment(rid, 1, 3))

@@ -1,4 +1,4 @@
-"""Helpers for the packaging tests: one fresh virtualenv per test session with the three searchkit wheels installed from scratch.
+"""Helpers for the packaging tests: a fresh virtualenv with the three searchkit wheels.
 
 The wheels are built with ``python -m build --wheel`` (isolated builds, as a release
 would) from a copy of each distribution's folder, so that nothing left over in the

@@ -165,8 +165,9 @@ def _parse(searcher: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
             )
         else:
             unit = units[0]
-            length = _as_int(raw[unit])
-            if length is None or length < 1:
+            length = raw[unit]
+            # An int, as the core's config check requires of every method's max_length.
+            if type(length) is not int or length < 1:
                 problems.append(f"searcher.max_length.{unit}: must be an integer >= 1, got {raw[unit]!r}")
             else:
                 values["max_length"] = length

@@ -343,8 +343,9 @@ class Engine:
         except BaseException:
             # Decisions of an unfinished batch were never handed out: drop them, so the
             # store stays exactly at its last commit (their reports come again after a
-            # resume, since their segments are still outstanding there). Keep what trials
-            # reported (metrics, checkpoints): those are facts, not decisions.
+            # resume, since their segments are still outstanding there). Their metrics go too:
+            # the relaunched segments report them again, and keeping both would record them
+            # twice. Keep the checkpoints: files on disk a relaunch can start from.
             self._commit_reports_quietly()
             raise
         self._commit(final=True)
@@ -494,6 +495,9 @@ class Engine:
         elif isinstance(event, TrialRestarted):
             rec = ledger.trials[event.request_id]
             rec.restarts += 1
+            self._errors[rec.request_id] = event.error  # also when replayed from the journal
+            # The relaunch is issued now: a simulator times the new attempt from here.
+            self._issued_at[rec.request_id] = now
             self._touch(rec.request_id).has_new_head = True
             self._recent.append(f"trial {rec.trial_id} restarted ({rec.restarts}/{self.max_restarts})")
         elif isinstance(event, TrialCreated):
@@ -584,9 +588,9 @@ class Engine:
 
     def _commit_reports_quietly(self) -> None:
         try:
-            with self.store.transaction() as store:
-                store.put_metrics(self._metric_rows)
-                store.put_checkpoints(self._checkpoint_rows)
+            if self._checkpoint_rows:
+                with self.store.transaction() as store:
+                    store.put_checkpoints(self._checkpoint_rows)
         except Exception:  # the original error matters more
             log.exception("could not record the last reports")
 

@@ -66,16 +66,16 @@ def collect(experiment_dir: pathlib.Path | str) -> dict[str, Any]:
         validations: dict[str, list[dict[str, Any]]] = {}
         restarts_errors: dict[str, list[str]] = {}
         events = 0
-        for row in store.journal():
-            events = row.seq
-            if '"ValidationCompleted"' not in row.event and '"TrialRestarted"' not in row.event:
+        for entry in store.journal():
+            events = entry.seq
+            if '"ValidationCompleted"' not in entry.event and '"TrialRestarted"' not in entry.event:
                 continue  # cheap filter: most rows are other events
-            data = json.loads(row.event)
+            data = json.loads(entry.event)
             tag = data.get("type") if isinstance(data, dict) else None
             if tag == "ValidationCompleted":
                 event = _wire.structure(data, ValidationCompleted)
                 validations.setdefault(str(event.request_id), []).append(
-                    {"length": event.train_length, "metric": _finite(event.metric), "time": row.time}
+                    {"length": event.train_length, "metric": _finite(event.metric), "time": entry.time}
                 )
             elif tag == "TrialRestarted":
                 restarts_errors.setdefault(str(data.get("request_id")), []).append(str(data.get("error", "")))

@@ -253,6 +253,11 @@ class Store:
         row = self._query("SELECT MAX(seq) FROM journal")[0]
         return int(row[0] or 0)
 
+    def last_journal_time(self) -> float:
+        """The time of the last committed journal row (0.0 for an empty journal)."""
+        rows = self._query("SELECT time FROM journal ORDER BY seq DESC LIMIT 1")
+        return float(rows[0][0]) if rows else 0.0
+
     def journal(self, after: int = 0) -> Iterator[JournalRow]:
         """Rows with ``seq > after`` in order, each checked against its CRC."""
         try:
@@ -286,7 +291,7 @@ class Store:
         if not rows:
             return None
         seq, body, checksum = rows[0]
-        body = bytes(body)
+        body = body.encode() if isinstance(body, str) else bytes(body)  # a hand-edited row may hold text
         if crc(body) != checksum:
             raise StoreError(f"{self.path}: the {kind} snapshot fails its checksum; the store is damaged")
         return int(seq), body
@@ -321,12 +326,20 @@ class Store:
             "INSERT INTO metrics (request_id, grp, steps, metrics, time) VALUES (?, ?, ?, ?, ?)", list(rows)
         )
 
-    def metrics(self, request_id: str | None = None) -> list[tuple[str, str, int, dict[str, Any], float]]:
+    def metrics(
+        self, request_id: str | None = None, *, group: str | None = None
+    ) -> list[tuple[str, str, int, dict[str, Any], float]]:
         sql = "SELECT request_id, grp, steps, metrics, time FROM metrics"
+        where: list[str] = []
         args: tuple[Any, ...] = ()
         if request_id is not None:
-            sql += " WHERE request_id = ?"
-            args = (request_id,)
+            where.append("request_id = ?")
+            args += (request_id,)
+        if group is not None:
+            where.append("grp = ?")
+            args += (group,)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         return [(r, g, s, json.loads(m), t) for r, g, s, m, t in self._query(sql + " ORDER BY id", args)]
 
     def put_checkpoints(self, rows: Iterable[tuple[str, str, int, str, float]]) -> None:

@@ -245,4 +245,4 @@ def load_entrypoint(model_dir: pathlib.Path | str | None, entrypoint: str) -> Ca
         raise UserCodeError(
             f"entrypoint {ep}: '{ep.function}' is an async function; searchkit calls train(ctx) synchronously"
         )
-    return target  # type: ignore[no-any-return]
+    return target

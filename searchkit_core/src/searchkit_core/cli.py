@@ -341,7 +341,9 @@ def run(
     from searchkit_core._usercode import check_entrypoint
 
     check_entrypoint(resolved_model_dir, loaded.entrypoint)  # before anything is stored
-    target = experiment_dir if experiment_dir is not None else DEFAULT_EXPERIMENTS_DIR / loaded.name
+    # --storage-path (remote runner): experiments live where every cluster node reaches them.
+    experiments_root = storage_path if storage_path is not None else DEFAULT_EXPERIMENTS_DIR
+    target = experiment_dir if experiment_dir is not None else experiments_root / loaded.name
     _session.create_experiment(
         loaded,
         experiment_dir=target,
@@ -446,6 +448,7 @@ def _cell(value: Any) -> str:
 
 def render_status(status: Mapping[str, Any], out: TextIO | None = None) -> None:
     """Print a status document (``_status.collect``): a summary, a table of trials, the best trial."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -472,29 +475,40 @@ def render_status(status: Mapping[str, Any], out: TextIO | None = None) -> None:
 
     trials = status.get("trials") or []
     if trials:
-        table = Table(title="trials")
-        for column, justify in (
-            ("trial", "right"),
-            ("state", "left"),
-            ("rung", "right"),
-            ("trained", "right"),
-            ("target", "right"),
-            (metric, "right"),
-            ("restarts", "right"),
-            ("hparams", "left"),
-        ):
-            table.add_column(column, justify=justify, no_wrap=column != "hparams")  # type: ignore[arg-type]
-        for trial in trials:
-            table.add_row(
-                _cell(trial.get("trial_id")),
-                _cell(trial.get("state")),
-                _cell(trial.get("rung")),
-                _cell(trial.get("trained")),
-                _cell(trial.get("target")),
-                _cell(trial.get("last_metric")),
-                _cell(trial.get("restarts")),
-                _cell(trial.get("hparams")),
-            )
+        # Narrow enough for 80 columns: the target shares a cell with what was trained
+        # ("32>128" while training towards 128), restarts appear only when there were any.
+        has_restarts = any(trial.get("restarts") for trial in trials)
+        columns = ["trial", "state", "rung", "trained", "metric"] + (["restarts"] if has_restarts else [])
+        table = Table(title=f"trials (metric: {metric})", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        for column in columns:
+            table.add_column(column, justify="left" if column == "state" else "right", no_wrap=True)
+        # Hyperparameters every trial shares are said once, above the table.
+        hparams = [
+            trial.get("hparams") if isinstance(trial.get("hparams"), Mapping) else {} for trial in trials
+        ]
+        names = list(dict.fromkeys(name for h in hparams for name in h))
+        shared = {
+            n: hparams[0][n] for n in names if all(n in h and h[n] == hparams[0].get(n) for h in hparams)
+        }
+        if shared and len(trials) > 1:
+            say(f"hyperparameters of every trial: {_cell(shared)}")
+        else:
+            shared = {}
+        table.add_column("hyperparameters", min_width=24, overflow="fold")
+        for trial, trial_hparams in zip(trials, hparams, strict=True):
+            trained = _cell(trial.get("trained"))
+            if trial.get("target") is not None:
+                trained += f">{_cell(trial.get('target'))}"
+            cells = {
+                "trial": _cell(trial.get("trial_id")),
+                "state": _cell(trial.get("state")),
+                "rung": _cell(trial.get("rung")),
+                "trained": trained,
+                "metric": _cell(trial.get("last_metric")),
+                "restarts": _cell(trial.get("restarts")),
+            }
+            varying = {name: value for name, value in trial_hparams.items() if name not in shared}
+            table.add_row(*(cells[column] for column in columns), _cell(varying))
         console.print(table)
         for trial in trials:
             if trial.get("error"):
@@ -511,20 +525,93 @@ def render_status(status: Mapping[str, Any], out: TextIO | None = None) -> None:
 
 @app.command()
 def status(
+    ctx: typer.Context,
     experiment_dir: Annotated[
-        pathlib.Path, typer.Argument(help="The experiment directory.", metavar="EXPERIMENT_DIR")
+        pathlib.Path,
+        typer.Argument(
+            help="The experiment directory (with --address: the experiment's name on the cluster).",
+            metavar="EXPERIMENT_DIR",
+        ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the status document (docs/cli.md).")] = False,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", metavar="ADDRESS", help="Ask the cluster at ADDRESS by experiment name."),
+    ] = None,
+    runner: Annotated[
+        str | None,
+        typer.Option("--runner", metavar="NAME", help="The runner that knows the name (default: remote)."),
+    ] = None,
 ) -> int:
     """Show an experiment's trials, their rungs and metrics, and the best trial (safe while it runs)."""
     from searchkit_core import _status
 
-    document = _status.collect(experiment_dir)
+    if address is not None or runner is not None:
+        plugin = _by_name_runner(ctx, runner, "status")
+        assert plugin.status is not None
+        document = plugin.status(str(experiment_dir), _by_name_options(address))
+    else:
+        document = _status.collect(experiment_dir)
     if as_json:
         typer.echo(json.dumps(document, indent=2))
     else:
         render_status(document)
     return 0
+
+
+# -- searches that outlive the client (remote runner): by experiment name ---------------------
+
+DEFAULT_BY_NAME_RUNNER = "remote"
+
+
+def _by_name_runner(ctx: typer.Context, name: str | None, what: str) -> RunnerPlugin:
+    plugin = _resolve_runner(_state(ctx).get_registry(), name or DEFAULT_BY_NAME_RUNNER)
+    if getattr(plugin, what, None) is None:
+        raise PluginError(
+            f"runner {plugin.name!r} does not keep searches by experiment name, so `{what}` by name "
+            "is not available with it (use the experiment directory)"
+        )
+    return plugin
+
+
+def _by_name_options(address: str | None, extra: Sequence[str] = ()) -> dict[str, Any]:
+    options = _extra_runner_options(extra)
+    if address is not None:
+        options["address"] = address
+    return options
+
+
+_NAME_ARGUMENT = typer.Argument(help="The experiment's name (config `name:`).", metavar="NAME")
+_ADDRESS_OPTION = typer.Option(
+    "--address", metavar="ADDRESS", help="The cluster's address (default: RAY_ADDRESS)."
+)
+_BY_NAME_RUNNER_OPTION = typer.Option("--runner", metavar="NAME", help="The runner (default: remote).")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def attach(
+    ctx: typer.Context,
+    name: Annotated[str, _NAME_ARGUMENT],
+    address: Annotated[str | None, _ADDRESS_OPTION] = None,
+    runner: Annotated[str | None, _BY_NAME_RUNNER_OPTION] = None,
+) -> int:
+    """Follow a search that runs on a cluster until it ends (Ctrl-C detaches again)."""
+    plugin = _by_name_runner(ctx, runner, "attach")
+    assert plugin.attach is not None
+    return _finish(plugin.attach(name, _by_name_options(address, ctx.args)))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def cancel(
+    ctx: typer.Context,
+    name: Annotated[str, _NAME_ARGUMENT],
+    address: Annotated[str | None, _ADDRESS_OPTION] = None,
+    runner: Annotated[str | None, _BY_NAME_RUNNER_OPTION] = None,
+) -> int:
+    """Stop a search that runs on a cluster; its experiment directory stays resumable."""
+    plugin = _by_name_runner(ctx, runner, "cancel")
+    assert plugin.cancel is not None
+    return _finish(plugin.cancel(name, _by_name_options(address, ctx.args)))
 
 
 # -- entry point ---------------------------------------------------------------------------

@@ -77,6 +77,12 @@ class RunnerPlugin:
     name: str
     summary: str
     factory: Callable[[], Runner]
+    #: Runners whose searches outlive the client (``remote``) serve these by experiment name;
+    #: each takes ``(name, options)`` (options: ``address`` and the like). ``None``: not offered.
+    #: ``searchkit attach`` / ``cancel`` return an exit code; ``searchkit status --address`` a status document.
+    attach: Callable[[str, Mapping[str, Any]], int] | None = None
+    cancel: Callable[[str, Mapping[str, Any]], int] | None = None
+    status: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = None
 
 
 @attrs.frozen

@@ -7,7 +7,7 @@ dependencies are missing (Ray, say) does not take the others down.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from searchkit_core import hookimpl
@@ -25,11 +25,54 @@ def _local() -> Runner:
     return LocalRunner()
 
 
+def _simulate() -> Runner:
+    from searchkit_runners.simulate import SimulateRunner
+
+    return SimulateRunner()
+
+
+def _remote() -> Runner:
+    from searchkit_runners.remote import RemoteRunner
+
+    return RemoteRunner()
+
+
+def _remote_attach(name: str, options: Mapping[str, Any]) -> int:
+    from searchkit_runners.remote import attach
+
+    return attach(name, options)
+
+
+def _remote_cancel(name: str, options: Mapping[str, Any]) -> int:
+    from searchkit_runners.remote import cancel
+
+    return cancel(name, options)
+
+
+def _remote_status(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    from searchkit_runners.remote import status_document
+
+    return status_document(name, options)
+
+
 RUNNERS: list[RunnerPlugin] = [
     RunnerPlugin(
         name="local",
         summary="trials in warm worker processes on this machine",
         factory=_local,
+    ),
+    RunnerPlugin(
+        name="simulate",
+        summary="virtual time against learning curves: preview a search's cost, benchmark methods",
+        factory=_simulate,
+    ),
+    RunnerPlugin(
+        name="remote",
+        summary="the search and its trials on a Ray cluster (--address; searchkit-runners[remote])",
+        factory=_remote,
+        attach=_remote_attach,
+        cancel=_remote_cancel,
+        status=_remote_status,
     ),
 ]
 

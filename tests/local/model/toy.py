@@ -11,6 +11,7 @@ import os
 import pathlib
 import random
 import signal
+import subprocess
 import time
 from typing import Any
 
@@ -40,9 +41,9 @@ def _faults(ctx: Any, trained: int, op: Any) -> None:
     hp = ctx.hparams
     rate = float(hp.get("crash_rate", 0.0))
     # ``crash_rate`` of the segments crash, halfway through (seeded: the same segments crash every run).
-    if rate and trained == (op.length + trained_at_start(ctx)) // 2:
-        if random.Random(f"{ctx.trial_id}/{op.length}/{ctx.restarts}").random() < rate:
-            raise RuntimeError(f"injected crash at {trained}")
+    halfway = trained == (op.length + trained_at_start(ctx)) // 2
+    if rate and halfway and random.Random(f"{ctx.trial_id}/{op.length}/{ctx.restarts}").random() < rate:
+        raise RuntimeError(f"injected crash at {trained}")
     if hp.get("always_crash"):
         raise ValueError("this trial always crashes")
     if hp.get("exit_at") == trained:
@@ -67,6 +68,9 @@ def train(ctx: Any) -> None:
     print(f"trial {ctx.trial_id} starts from {trained} in pid {os.getpid()}", flush=True)
     ctx.log.info("restored %d units", trained)
     for op in ctx.searcher.operations():
+        if hp.get("spawn_child"):
+            child = subprocess.Popen(["sleep", "300"])
+            ctx.train.report_training_metrics(trained, {"child": child.pid})
         while trained < op.length:
             _faults(ctx, trained, op)
             if hp.get("hang"):
@@ -83,6 +87,7 @@ def train(ctx: Any) -> None:
         )
         _save(ctx, trained)
         op.report_completed(metric)
+    time.sleep(float(hp.get("linger", 0.0)))  # slow clean-up after the last operation
 
 
 def train_no_checkpoint(ctx: Any) -> None:

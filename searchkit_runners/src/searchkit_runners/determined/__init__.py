@@ -38,7 +38,9 @@ def run_pytorch_trial(trial_class: type, ctx: Any) -> None:
     try:
         from searchkit_runners.determined._bridge import run_pytorch_trial as run
     except ImportError as exc:
-        raise ImportError(f"running a Determined PyTorchTrial needs the determined package ({exc}); {_EXTRA_HINT}") from exc
+        raise ImportError(
+            f"running a Determined PyTorchTrial needs the determined package ({exc}); {_EXTRA_HINT}"
+        ) from exc
     run(trial_class, ctx)
 
 

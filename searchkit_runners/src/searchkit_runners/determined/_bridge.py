@@ -27,7 +27,7 @@ import os
 import pathlib
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import determined as det
 import numpy as np
@@ -66,7 +66,7 @@ class _CheckpointBridge:
         return {}
 
 
-class _TrainBridge(core.DummyTrainContext):  # type: ignore[misc]
+class _TrainBridge(core.DummyTrainContext):
     """Determined's ``TrainContext``: metrics and progress go to searchkit."""
 
     def __init__(self, ctx: Any) -> None:
@@ -97,7 +97,7 @@ class _TrainBridge(core.DummyTrainContext):  # type: ignore[misc]
         self.exited_early = reason
 
 
-class _PreemptBridge(core.DummyPreemptContext):  # type: ignore[misc]
+class _PreemptBridge(core.DummyPreemptContext):
     """Determined's ``PreemptContext``: preempted when the searchkit runner wants the slot back."""
 
     def __init__(self, ctx: Any, distributed: Any) -> None:
@@ -146,7 +146,10 @@ def run_pytorch_trial(trial_class: type, ctx: Any) -> None:
     train = _TrainBridge(ctx)
     preempt = _PreemptBridge(ctx, distributed)
     core_context = core.Context(
-        checkpoint=_CheckpointBridge(ctx), distributed=distributed, preempt=preempt, train=train
+        checkpoint=cast(core.CheckpointContext, _CheckpointBridge(ctx)),
+        distributed=distributed,
+        preempt=preempt,
+        train=train,
     )
     trial_seed = int(ctx.trial_id)
     _seed_everything(trial_seed)
@@ -178,6 +181,11 @@ def run_pytorch_trial(trial_class: type, ctx: Any) -> None:
             for op in ctx.searcher.operations():
                 train.op = op
                 train.last_validation = None
+                if latest_uuid is not None:
+                    ctx.log.info(
+                        "%s: training from checkpoint %s at %d batches to %d",
+                        trial_class.__name__, latest_uuid, steps, op.length,
+                    )  # fmt: skip
                 _fit(trial, context, op.length, steps, latest_uuid)
                 if preempt.was_preempted or train.last_validation is None:
                     return  # preempted: the checkpoint is stored, the runner pauses the trial

@@ -21,9 +21,10 @@ Scheduling, in short:
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
-import logging
 import json
+import logging
 import multiprocessing.connection
 import os
 import pathlib
@@ -38,6 +39,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import attrs
+
 from searchkit_core._executor import (
     CheckpointRef,
     CheckpointReported,
@@ -51,7 +53,6 @@ from searchkit_core._executor import (
 )
 from searchkit_core._trial import trial_log_path
 from searchkit_core.errors import UserCodeError
-
 from searchkit_runners.local import _messages as msg
 
 log = logging.getLogger("searchkit.local")
@@ -95,6 +96,7 @@ class _Worker:
     devices: str | None
     pidfd: int | None = None  # readable once the process exited (Linux); else the pipe's EOF tells
     trial: _Trial | None = None
+    reserved: _Trial | None = None  # runs next: its StartRun was sent while ``trial`` was stopping
     is_ready: bool = False
     is_dead: bool = False
     started: float = 0.0
@@ -212,6 +214,7 @@ class LocalExecutor:
         trial.targets.clear()
         if trial.phase is Phase.AWAITING:
             self._stop(trial)
+            self._dispatch()  # a queued trial can follow on this worker right away
         elif trial.phase is Phase.QUEUED:
             self._unqueue(trial)
             trial.phase = Phase.IDLE
@@ -228,6 +231,7 @@ class LocalExecutor:
             del self._trials[request_id]
         elif trial.phase is Phase.AWAITING:
             self._stop(trial)
+            self._dispatch()
         elif trial.phase is Phase.RUNNING:
             self._preempt(trial)
 
@@ -244,7 +248,9 @@ class LocalExecutor:
             wait_for = None if deadline is None else max(0.0, deadline - now)
             internal = self._next_deadline()
             if internal is not None:
-                wait_for = max(0.0, internal - now) if wait_for is None else min(wait_for, max(0.0, internal - now))
+                wait_for = (
+                    max(0.0, internal - now) if wait_for is None else min(wait_for, max(0.0, internal - now))
+                )
             if deadline is not None and now >= deadline:
                 return []
             self._poll(wait_for)
@@ -271,10 +277,8 @@ class LocalExecutor:
             self._poll(min(0.2, max(0.0, end - time.monotonic())))
         for worker in self._workers:
             if not worker.is_dead:
-                try:
+                with contextlib.suppress(OSError):
                     worker.conn.send_bytes(msg.encode(msg.ExitWorker()))
-                except OSError:
-                    pass
         stop_by = time.monotonic() + 2.0
         for worker in self._workers:
             _join(worker.process, max(0.0, stop_by - time.monotonic()))
@@ -291,16 +295,12 @@ class LocalExecutor:
     def _send(self, worker: _Worker, message: object) -> None:
         if worker.is_dead:
             return
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a dead worker: wait() sees its end
             worker.conn.send_bytes(msg.encode(message))
-        except (OSError, ValueError):
-            pass  # the worker died; wait() sees its end
 
     def _unqueue(self, trial: _Trial) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self._queue.remove(trial)
-        except ValueError:
-            pass
 
     def _continue(self, trial: _Trial) -> None:
         assert trial.worker is not None
@@ -323,6 +323,20 @@ class LocalExecutor:
         while self._queue:
             worker = next((w for w in self._workers if w.trial is None and not w.is_dead), None)
             if worker is None:
+                # A worker whose trial is stopping takes the next run right after it (the worker runs
+                # commands in order), which saves a round trip over waiting for the stop to finish.
+                worker = next(
+                    (
+                        w
+                        for w in self._workers
+                        if not w.is_dead
+                        and w.reserved is None
+                        and w.trial is not None
+                        and w.trial.phase is Phase.STOPPING
+                    ),
+                    None,
+                )
+            if worker is None:
                 if len(self._workers) >= len(self._slots):
                     return
                 worker = self._spawn()
@@ -330,7 +344,10 @@ class LocalExecutor:
             self._next_run_id += 1
             trial.run_id = self._next_run_id
             trial.worker = worker
-            worker.trial = trial
+            if worker.trial is None:
+                worker.trial = trial
+            else:
+                worker.reserved = trial
             trial.current = trial.targets.popleft()
             trial.phase = Phase.RUNNING
             trial.segment_started = time.monotonic()
@@ -367,13 +384,19 @@ class LocalExecutor:
             "worker_log": str(self.experiment_dir / "logs" / f"local-worker-{index}.log"),
         }
         ours, theirs = socket.socketpair()
-        worker_log = open(config["worker_log"], "ab")  # noqa: SIM115 - handed to the child, closed below
+        worker_log = open(str(config["worker_log"]), "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             # A fresh interpreter (no state of this process leaks into user code, and unlike
             # multiprocessing's spawn it never re-imports the caller's __main__), in its own
             # session so a Ctrl-C in the terminal reaches only searchkit, which stops trials in order.
             process = subprocess.Popen(
-                [sys.executable, "-m", "searchkit_runners.local._worker", str(theirs.fileno()), json.dumps(config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "searchkit_runners.local._worker",
+                    str(theirs.fileno()),
+                    json.dumps(config),
+                ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=worker_log,
@@ -419,7 +442,11 @@ class LocalExecutor:
         for worker in list(self._workers):
             if ready:
                 self._drain(worker)
-            if worker.is_dead or (worker.pidfd is not None and worker.pidfd in ready) or worker.process.poll() is not None:
+            if (
+                worker.is_dead
+                or (worker.pidfd is not None and worker.pidfd in ready)
+                or worker.process.poll() is not None
+            ):
                 self._drain(worker)
                 self._on_death(worker)
         self._dispatch()
@@ -475,7 +502,7 @@ class LocalExecutor:
             trial.current = None
 
     def _on_run_ended(self, worker: _Worker, trial: _Trial, status: str) -> None:
-        worker.trial = None
+        worker.trial, worker.reserved = worker.reserved, None
         trial.worker = None
         trial.current = None
         trial.kill_at = None
@@ -494,7 +521,11 @@ class LocalExecutor:
         trial = worker.trial
         if trial is None:
             if not self._is_shut_down and not worker.is_ready and self._fatal is None:
-                log.warning("local worker %d %s while starting", worker.index, _describe_exit(worker.process.returncode))
+                log.warning(
+                    "local worker %d %s while starting",
+                    worker.index,
+                    _describe_exit(worker.process.returncode),
+                )
             return
         error = f"the trial's worker process {_describe_exit(worker.process.returncode)}"
         self._lose(worker, trial, error)
@@ -520,28 +551,43 @@ class LocalExecutor:
             trial.phase = Phase.IDLE
 
     def _kill(self, worker: _Worker) -> None:
+        """Kill the worker and every process it started (it leads its own process group)."""
         if worker.process.poll() is None:
             try:
-                worker.process.kill()
+                os.killpg(worker.process.pid, signal.SIGKILL)
             except OSError:
-                pass
+                with contextlib.suppress(OSError):
+                    worker.process.kill()
+        else:
+            with contextlib.suppress(OSError):
+                os.killpg(worker.process.pid, signal.SIGKILL)  # children it left behind (data loaders, ...)
         _join(worker.process, 5.0)
         self._forget(worker)
 
     def _forget(self, worker: _Worker) -> None:
         """Release what this process holds of a worker that is gone."""
+        reserved, worker.reserved = worker.reserved, None
+        if reserved is not None and reserved.worker is worker:
+            # Its run never started: it waits for another worker, and it is no crash.
+            reserved.worker = None
+            if reserved.current is not None:
+                reserved.targets.appendleft(reserved.current)
+                reserved.current = None
+            if reserved.is_closing:
+                self._trials.pop(reserved.request_id, None)
+            elif not self._is_shut_down:
+                reserved.phase = Phase.QUEUED
+                self._queue.appendleft(reserved)
+            else:
+                reserved.phase = Phase.IDLE
         worker.is_dead = True
         if worker in self._workers:
             self._workers.remove(worker)
-        try:
+        with contextlib.suppress(OSError):
             worker.conn.close()
-        except OSError:
-            pass
         if worker.pidfd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(worker.pidfd)
-            except OSError:
-                pass
             worker.pidfd = None
 
     def _check_deadlines(self) -> None:
@@ -555,7 +601,11 @@ class LocalExecutor:
                 self._drain(worker)
                 if worker.trial is trial:
                     self._kill(worker)
-                    self._lose(worker, trial, f"the trial did not stop within {self.grace_period:g} s of being asked to")
+                    self._lose(
+                        worker,
+                        trial,
+                        f"the trial did not stop within {self.grace_period:g} s of being asked to",
+                    )
                     changed = True
             elif (
                 self.trial_timeout is not None
@@ -565,7 +615,11 @@ class LocalExecutor:
                 self._drain(worker)
                 if worker.trial is trial and trial.phase is Phase.RUNNING:
                     self._kill(worker)
-                    self._lose(worker, trial, f"timed out after {self.trial_timeout:g} s (trial_timeout) training to length {trial.current}")
+                    self._lose(
+                        worker,
+                        trial,
+                        f"timed out after {self.trial_timeout:g} s (trial_timeout) training to length {trial.current}",
+                    )
                     changed = True
         if changed:
             self._dispatch()
@@ -601,10 +655,8 @@ class LocalExecutor:
 
 
 def _join(process: subprocess.Popen[bytes], timeout: float) -> None:
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _note_in_log(experiment_dir: pathlib.Path, trial_id: int, line: str) -> None:

@@ -17,6 +17,7 @@ import uuid
 from typing import Any, Union
 
 import attrs
+
 from searchkit_core import _wire
 from searchkit_core._executor import CheckpointRef, Report
 from searchkit_core._operations import to_request_id
@@ -84,8 +85,8 @@ class RunEnded:
     status: str  # "returned", "preempted", "crashed", "exited"
 
 
-ToWorker = Union[StartRun, ContinueRun, StopRun, PreemptRun, ExitWorker]
-FromWorker = Union[WorkerReady, WorkerFailed, RunEnded, Report]
+ToWorker = Union[StartRun, ContinueRun, StopRun, PreemptRun, ExitWorker]  # noqa: UP007 - a runtime value for cattrs
+FromWorker = Union[WorkerReady, WorkerFailed, RunEnded, Report]  # noqa: UP007
 
 for _cls in (StartRun, ContinueRun, StopRun, PreemptRun, ExitWorker, WorkerReady, WorkerFailed, RunEnded):
     _wire.register_type(_cls)

@@ -15,7 +15,6 @@ from searchkit_core._session import drive, open_experiment
 from searchkit_core._usercode import check_entrypoint
 from searchkit_core.errors import ConfigError
 from searchkit_core.hookspecs import RunRequest
-
 from searchkit_runners.local._executor import DEFAULT_GRACE_PERIOD, LocalExecutor
 from searchkit_runners.local._gpus import device_groups, visible_gpus
 
@@ -135,13 +134,17 @@ class LocalRunner:
             workers=count if groups is None else None,
             device_groups=groups,
             trial_timeout=_positive_float(options, "trial_timeout", config.trial_timeout),
-            grace_period=_positive_float(options, "grace_period", DEFAULT_GRACE_PERIOD) or DEFAULT_GRACE_PERIOD,
+            grace_period=_positive_float(options, "grace_period", DEFAULT_GRACE_PERIOD)
+            or DEFAULT_GRACE_PERIOD,
         )
         stop = StopSignals()
         display = make_display(force_plain=bool(options.get("plain")))
         try:
             with stop, display:
                 outcome = drive(info.experiment_dir, executor, observer=display, should_stop=stop.is_set)
+        except KeyboardInterrupt:
+            executor.grace_period = 0.0  # a second Ctrl-C: stop now, trials resume from their checkpoints
+            raise
         finally:
             executor.shutdown(cancel=True)
         if outcome.status == "stopped" and stop.received is not None:

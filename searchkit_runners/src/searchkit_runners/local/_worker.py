@@ -23,6 +23,7 @@ the worker's own log, ``<experiment_dir>/logs/local-worker-<n>.log``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -56,7 +57,6 @@ from searchkit_core._trial import (
 )
 from searchkit_core._usercode import load_entrypoint
 from searchkit_core.errors import InvalidHP, UserCodeError
-
 from searchkit_runners.local import _messages as msg
 
 PR_SET_PDEATHSIG = 1
@@ -170,7 +170,8 @@ class WorkerChannel:
         if self._preempt.is_set():
             return None
         if self._first_length is not None:
-            length, self._first_length = self._first_length, None
+            length: int | None = self._first_length
+            self._first_length = None
         else:
             while True:
                 run_id, length = self._lengths.get()
@@ -202,10 +203,8 @@ class WorkerChannel:
 def _redirect_output(path: pathlib.Path) -> None:
     """Point file descriptors 1 and 2 (and so print, warnings, C libraries) at ``path``."""
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
@@ -227,7 +226,9 @@ def _summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"
 
 
-def run_trial(train: Any, run: msg.StartRun, channel: WorkerChannel, config: dict[str, Any], index: int) -> str:
+def run_trial(
+    train: Any, run: msg.StartRun, channel: WorkerChannel, config: dict[str, Any], index: int
+) -> str:
     """Run one StartRun to its end; report what happened; return the RunEnded status."""
     experiment_dir = pathlib.Path(config["experiment_dir"])
     log_path = trial_log_path(experiment_dir, run.trial_id)
@@ -276,7 +277,10 @@ def run_trial(train: Any, run: msg.StartRun, channel: WorkerChannel, config: dic
         channel.send(TrialExited(run.request_id, ExitedReason.INVALID_HP, _summary(exc), time.time()))
     except TrialAPIError as exc:
         status = "exited"
-        log.error("searchkit: the trial API was used wrongly (the trial is not restarted):\n%s", traceback.format_exc())
+        log.error(
+            "searchkit: the trial API was used wrongly (the trial is not restarted):\n%s",
+            traceback.format_exc(),
+        )
         channel.send(TrialExited(run.request_id, ExitedReason.ERRORED, f"{exc}", time.time()))
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
         status = "crashed"

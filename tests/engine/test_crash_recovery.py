@@ -1,0 +1,113 @@
+"""SIGKILL a simulated search at many moments, resume it each time, and compare with an uninterrupted run.
+
+The search runs in child processes of ``crash_driver.py`` (real processes,
+real SQLite, real SIGKILL). Kill points are chosen at random: half by counting
+passes through hook points (inside a store transaction before its COMMIT,
+right after a COMMIT, at a launch, at a wait), the rest by wall-clock timers
+that land anywhere, SQLite's own COMMIT included. Workers are fewer than the
+method's concurrency, so segments queue, and some segments crash on purpose,
+so restarts and ERRORED trials are part of what must come out the same.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import random
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from store_dump import closing_order, dump, duplicates
+
+DRIVER = pathlib.Path(__file__).with_name("crash_driver.py")
+
+SPACE = {
+    "lr": {"type": "log", "base": 10, "minval": -4.0, "maxval": 0.0},
+    "width": {"type": "int", "minval": 8, "maxval": 64},
+    "act": {"type": "categorical", "vals": ["relu", "tanh"]},
+}
+
+SEARCHERS = {
+    # ASHA declares itself replayable: snapshots now and then, the journal tail replayed.
+    "asha": {
+        "name": "asha",
+        "metric": "loss",
+        "max_length": {"batches": 64},
+        "max_trials": 120,
+        "num_rungs": 3,
+        "divisor": 4,
+        "max_concurrent_trials": 8,
+    },
+    # uuid4 + global random: not replayable, snapshotted at every commit.
+    "uuid-random": {
+        "name": "uuid-random",
+        "metric": "loss",
+        "max_length": {"batches": 64},
+        "max_trials": 60,
+        "max_concurrent_trials": 6,
+    },
+}
+
+HOOK_KILLS = 30
+TIMER_KILLS = 10
+
+
+def _drive(tmp: pathlib.Path, name: str, searcher: dict[str, Any], kills: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = {
+        "experiment_dir": str(tmp / name),
+        "count_file": str(tmp / f"{name}.count"),
+        "config": {
+            "name": f"crash-{searcher['name']}",
+            "entrypoint": "model_def:train",
+            "searcher": searcher,
+            "hyperparameters": SPACE,
+            "max_restarts": 1,
+            "seed": 11,
+        },
+        "options": {"workers": 4, "crash_fraction": 0.08, "noise": 0.01},
+        "kills": kills,
+    }
+    spec_path = tmp / f"{name}.json"
+    spec_path.write_text(json.dumps(spec))
+    result = subprocess.run(
+        [sys.executable, str(DRIVER), str(spec_path)], capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not report["errors"], (report, result.stderr)
+    report["hook_calls"] = int((tmp / f"{name}.count").read_text())
+    return report
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("method", ["asha", "uuid-random"])
+def test_sigkill_at_random_moments_resumes_to_the_uninterrupted_result(
+    tmp_path: pathlib.Path, method: str
+) -> None:
+    searcher = SEARCHERS[method]
+    reference = _drive(tmp_path, "reference", searcher, [])
+    expected = dump(tmp_path / "reference")
+    assert expected["status"] == "completed"
+    assert any('"TrialRestarted"' in ev for _, _, ev, _ in expected["journal"]), "no crash was injected"
+
+    rng = random.Random(f"kills-{method}")
+    # Spread the hook kills so that together they walk through the whole search.
+    span = max(2, 2 * reference["hook_calls"] // (HOOK_KILLS + TIMER_KILLS))
+    kills: list[dict[str, Any]] = [{"hook": rng.randint(1, span)} for _ in range(HOOK_KILLS)]
+    kills += [{"timer": rng.uniform(0.0, 0.04)} for _ in range(TIMER_KILLS)]
+    rng.shuffle(kills)
+    report = _drive(tmp_path, "crashed", searcher, kills)
+    assert report["killed"] + report["completed_early"] == len(kills)
+    assert report["killed"] >= 0.8 * len(kills), report  # most kills landed before the end
+
+    actual = dump(tmp_path / "crashed")
+    assert actual["status"] == "completed"
+    assert duplicates(actual) == []
+    assert [t[:2] for t in actual["trials"]] == [t[:2] for t in expected["trials"]]  # trials, hparams
+    assert actual["trials"] == expected["trials"]  # states, lengths, restarts, metrics, errors
+    assert closing_order(actual) == closing_order(expected)
+    assert actual["journal"] == expected["journal"]  # every event, its operations and its virtual time
+    assert actual["metrics"] == expected["metrics"]
