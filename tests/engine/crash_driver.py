@@ -99,8 +99,13 @@ def main() -> None:
     experiment_dir = pathlib.Path(spec["experiment_dir"])
     if not (experiment_dir / _store.DB_NAME).exists():
         config = validate_config(spec["config"])
-        create_experiment(config, experiment_dir=experiment_dir, model_dir=None, runner="simulate",
-                          runner_options=spec["options"])
+        create_experiment(
+            config,
+            experiment_dir=experiment_dir,
+            model_dir=None,
+            runner="simulate",
+            runner_options=spec["options"],
+        )
     report: dict[str, Any] = {"killed": 0, "completed_early": 0, "errors": []}
     plans = [*spec["kills"], {}] if spec.get("finish", True) else list(spec["kills"])
     started = time.monotonic()

@@ -50,7 +50,9 @@ def flaky(max_trials: int = 20) -> dict[str, Any]:
     )
 
 
-def create(experiment_dir: pathlib.Path, raw_config: dict[str, Any], options: dict[str, Any] | None = None) -> pathlib.Path:
+def create(
+    experiment_dir: pathlib.Path, raw_config: dict[str, Any], options: dict[str, Any] | None = None
+) -> pathlib.Path:
     engine_methods.register_into_default_registry()
     return create_experiment(
         validate_config(raw_config),

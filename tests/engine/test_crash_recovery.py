@@ -55,7 +55,9 @@ HOOK_KILLS = 30
 TIMER_KILLS = 10
 
 
-def _drive(tmp: pathlib.Path, name: str, searcher: dict[str, Any], kills: list[dict[str, Any]]) -> dict[str, Any]:
+def _drive(
+    tmp: pathlib.Path, name: str, searcher: dict[str, Any], kills: list[dict[str, Any]]
+) -> dict[str, Any]:
     spec = {
         "experiment_dir": str(tmp / name),
         "count_file": str(tmp / f"{name}.count"),

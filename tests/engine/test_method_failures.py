@@ -36,7 +36,11 @@ def _assert_consistent(experiment: pathlib.Path) -> int:
 @pytest.mark.parametrize(
     ("mode", "error", "expected"),
     [
-        ("raise", SearchMethodError, r"flaky raised RuntimeError: flaky failure on event 10 while handling \w+\("),
+        (
+            "raise",
+            SearchMethodError,
+            r"flaky raised RuntimeError: flaky failure on event 10 while handling \w+\(",
+        ),
         (
             "invalid",
             InvalidOperationError,

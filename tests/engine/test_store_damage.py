@@ -112,7 +112,9 @@ def test_a_torn_wal_tail_falls_back_to_the_last_complete_commit(tmp_path: pathli
         path = tmp_path / f"{name}.json"
         document = {**spec, "experiment_dir": str(tmp_path / name), "kills": kills, "finish": finish}
         path.write_text(json.dumps(document))
-        done = subprocess.run([sys.executable, str(DRIVER), str(path)], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, str(DRIVER), str(path)], capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         report: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
         assert not report["errors"], done.stdout

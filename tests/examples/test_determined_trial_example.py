@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import re
 import time
+from typing import Any
 
 import determined as det
 import pytest
@@ -137,6 +138,15 @@ class _PickyTrial(pytorch.PyTorchTrial):
         if context.get_hparam("learning_rate") > 0.5:
             raise det.InvalidHP("learning_rate above 0.5 diverges")
         raise AssertionError("not reached in this test")
+
+    def build_training_data_loader(self) -> pytorch.DataLoader:
+        raise NotImplementedError
+
+    def build_validation_data_loader(self) -> pytorch.DataLoader:
+        raise NotImplementedError
+
+    def train_batch(self, batch: Any, epoch_idx: int, batch_idx: int) -> dict[str, Any]:
+        raise NotImplementedError
 
 
 def test_determineds_invalid_hp_becomes_searchkits(tmp_path: pathlib.Path) -> None:

@@ -341,3 +341,20 @@ def test_a_model_that_fails_to_import_in_the_worker_stops_the_search_with_one_li
     assert "Traceback" not in result.stderr
     log = (experiment / "logs" / "local-worker-0.log").read_text()
     assert "No module named 'no_such_dependency_xyz'" in log  # the full traceback is kept for the user
+
+
+def test_status_picks_the_best_trial_by_the_metric_direction(tmp_path: pathlib.Path) -> None:
+    experiment = tmp_path / "exp"
+    result = run(
+        "run", str(CONFIG), "--runner", "local", "--workers", "2", "--experiment-dir", str(experiment),
+        "--set", "searcher.smaller_is_better=false", "--set", "searcher.max_trials=4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = status(experiment)
+    assert doc["smaller_is_better"] is False
+    everything = [(v["metric"], t["trial_id"], v["length"]) for t in doc["trials"] for v in t["validations"]]
+    best = max(everything, key=lambda e: (e[0], -e[1]))
+    assert (doc["best_trial"]["metric"], doc["best_trial"]["trial_id"], doc["best_trial"]["length"]) == best
+    for trial in doc["trials"]:
+        assert trial["rung"] == len(trial["validations"]) - 1
+        assert trial["last_metric"] == trial["validations"][-1]["metric"]

@@ -246,6 +246,22 @@ def test_a_broken_entrypoint_stops_the_search_with_a_user_error(make_executor: M
         collect_until(ex, lambda _: False, timeout=30)
 
 
+def test_a_worker_that_dies_while_starting_points_at_its_log(tmp_path: pathlib.Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "dies.py").write_text("import os\n\nos._exit(4)\n\n\ndef train(ctx):\n    pass\n")
+    ex = LocalExecutor(tmp_path / "exp", entrypoint="dies:train", model_dir=model, metric="loss", workers=1)
+    try:
+        rid = uuid.uuid4()
+        ex.launch(segment(rid, 1, 2))
+        reports = collect_until(ex, ended(rid))
+        crash = next(r for r in reports if isinstance(r, TrialCrashed))
+        assert "exited with code 4 while starting" in crash.error
+        assert "local-worker-0.log" in crash.error
+    finally:
+        ex.shutdown(cancel=True)
+
+
 def test_shutdown_preempts_running_trials_which_checkpoint_and_stop(make_executor: Make) -> None:
     ex = make_executor(workers=2)
     rids = [uuid.uuid4(), uuid.uuid4()]

@@ -149,7 +149,7 @@ def test_hook_that_raises_costs_only_its_own_plugin(make_distribution) -> None: 
     registry = Registry()
     with pytest.warns(PluginLoadWarning) as caught:
         failures = {f.source.plugin_name: f.error for f in registry.failures}
-    assert len(caught) == 2
+    assert len([w for w in caught if "raising" in str(w.message) or "garbage" in str(w.message)]) == 2
     assert failures["raising"] == "ValueError: hook blew up"
     assert "expected a list of RunnerPlugin" in failures["garbage"]
     assert registry.runner("fine").name == "fine"

@@ -128,7 +128,7 @@ def stop_process_group(pgid: int, grace: float = 5.0) -> None:
     members = process_tree(pgid)
     for pid in members:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
     end = time.monotonic() + grace
     while time.monotonic() < end and any(_is_alive(pid) for pid in members):
         time.sleep(0.1)
@@ -188,9 +188,10 @@ def start_node2(cluster: RayCluster) -> int:
     )
 
 
-def stop_node(node: Node) -> None:
+def stop_node(node: Node, *, grace: float = 5.0) -> None:
+    """Stop one node's processes; ``grace=0``: SIGKILL at once, as if the machine died."""
     if not node.is_stopped:
-        stop_process_group(node.pgid)
+        stop_process_group(node.pgid, grace=grace)
         node.is_stopped = True
 
 

@@ -275,7 +275,7 @@ def test_stopping_the_second_node_retries_its_trials_on_the_head(
             "searcher.max_trials": 4,
             "searcher.num_rungs": 2,
             "searcher.max_length": {"batches": 8},
-            "hyperparameters.unit_seconds": 0.4,
+            "hyperparameters.unit_seconds": 1.0,  # 4 s segments: the node dies mid-segment
         },
     )
     submitted = run_cli(
@@ -289,7 +289,7 @@ def test_stopping_the_second_node_retries_its_trials_on_the_head(
         return {tid for tid, runs in placements(experiment).items() if runs[-1]["node_ip"] == NODE2_IP}
 
     victims = wait_for(on_node2, 60, "a trial to start on the second node")
-    stop_node(driver.node2)
+    stop_node(driver.node2, grace=0)  # the node dies: its raylet, agents and trial actors at once
     final = wait_for(
         lambda: (s := _state("remote-node-loss")) is not None and s["is_done"] and s,
         120,

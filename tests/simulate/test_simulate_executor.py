@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from searchkit_core._executor import Executor, MetricsReported, Report, Segment, TrialCrashed, ValidationReported
+from searchkit_core._executor import (
+    Executor,
+    MetricsReported,
+    Report,
+    Segment,
+    TrialCrashed,
+    ValidationReported,
+)
 from searchkit_runners.simulate import SIMULATE_GROUP, SimulateExecutor, SyntheticCurves
 
 
@@ -32,7 +39,9 @@ def _executor(workers: int, **kwargs: Any) -> SimulateExecutor:
 
 
 def _validations(reports: list[Report]) -> list[tuple[int, int, float]]:
-    return [(r.request_id.int & 0xFFFF, r.length, r.time) for r in reports if isinstance(r, ValidationReported)]
+    return [
+        (r.request_id.int & 0xFFFF, r.length, r.time) for r in reports if isinstance(r, ValidationReported)
+    ]
 
 
 def test_it_is_an_executor() -> None:

@@ -28,6 +28,7 @@ from searchkit_core._operations import (
 from searchkit_core._plugins import PluginLoadWarning, Registry
 from searchkit_core._space import SearchSpace
 from searchkit_core._state import SearcherState
+from searchkit_core._trial import TrialAPIError, TrialContext
 from searchkit_core.errors import InvalidHP
 from searchkit_core.hookspecs import hookimpl
 
@@ -52,6 +53,8 @@ __all__ = [
     "Shutdown",
     "TrialClosed",
     "TrialCreated",
+    "TrialAPIError",
+    "TrialContext",
     "TrialExitedEarly",
     "ValidateAfter",
     "ValidationCompleted",

@@ -164,7 +164,7 @@ class Engine:
         self._hparams_texts: dict[uuid.UUID, str] = {}  # trials-table text, written once per trial
         self._counts: collections.Counter[str] = collections.Counter()
         self._best: tuple[float, int] | None = None  # (metric, trial_id)
-        self._recent: collections.deque[str] = collections.deque(maxlen=8)
+        self._recent: collections.deque[str] = collections.deque(maxlen=64)
 
         # the batch being built, committed together
         self._rows: list[tuple[int, float, str, str]] = []

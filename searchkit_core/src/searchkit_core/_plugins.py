@@ -35,16 +35,22 @@ ENTRY_POINT_GROUP = "searchkit"
 AUTOLOAD_DISABLE_ENV = "SEARCHKIT_DISABLE_PLUGIN_AUTOLOAD"
 RUNNERS_DISTRIBUTION = "searchkit-runners"
 
-Kind = Literal["search_method", "runner"]
-_KIND_ORDER: dict[Kind, int] = {"search_method": 0, "runner": 1}
-_KIND_TITLE: dict[Kind, str] = {"search_method": "search method", "runner": "runner"}
+Kind = Literal["search_method", "runner", "trial_adapter"]
+_KIND_ORDER: dict[Kind, int] = {"search_method": 0, "runner": 1, "trial_adapter": 2}
+_KIND_TITLE: dict[Kind, str] = {
+    "search_method": "search method",
+    "runner": "runner",
+    "trial_adapter": "trial adapter",
+}
 _HOOK_FOR_KIND: dict[Kind, str] = {
     "search_method": "searchkit_search_methods",
     "runner": "searchkit_runners",
+    "trial_adapter": "searchkit_trial_adapters",
 }
 _RECORD_TYPE_FOR_KIND: dict[Kind, type] = {
     "search_method": SearchMethodPlugin,
     "runner": RunnerPlugin,
+    "trial_adapter": TrialAdapterPlugin,
 }
 
 
@@ -79,7 +85,7 @@ class Registration:
     name: str
     summary: str
     source: PluginSource
-    record: SearchMethodPlugin | RunnerPlugin
+    record: SearchMethodPlugin | RunnerPlugin | TrialAdapterPlugin
 
 
 def autoload_enabled() -> bool:
@@ -296,27 +302,11 @@ class Registry:
 
         A hook that raises or returns something else is recorded as a failure of its plugin.
         """
-        self._collect()
-        adapters: list[TrialAdapterPlugin] = []
-        for impl in self._manager.hook.searchkit_trial_adapters.get_hookimpls():
-            source = self._sources[impl.plugin_name]
-            if any(f.source == source for f in self._failures):
-                continue
-            try:
-                records = impl.function() or []
-                if not isinstance(records, Sequence) or not all(
-                    isinstance(r, TrialAdapterPlugin) for r in records
-                ):
-                    raise PluginError(
-                        f"hook searchkit_trial_adapters returned {records!r}; expected a list of TrialAdapterPlugin"
-                    )
-            except Exception as error:
-                self._record_failure(source, error, during="its hook searchkit_trial_adapters")
-                continue
-            adapters.extend(records)
-        return adapters
+        return [
+            r.record for r in self.registrations("trial_adapter") if isinstance(r.record, TrialAdapterPlugin)
+        ]
 
-    def _lookup(self, kind: Kind, name: str) -> SearchMethodPlugin | RunnerPlugin:
+    def _lookup(self, kind: Kind, name: str) -> SearchMethodPlugin | RunnerPlugin | TrialAdapterPlugin:
         claims = [r for r in self.registrations(kind) if r.name == name]
         title = _KIND_TITLE[kind]
         if len(claims) > 1:

@@ -344,7 +344,7 @@ def run(
     # --storage-path (remote runner): experiments live where every cluster node reaches them.
     experiments_root = storage_path if storage_path is not None else DEFAULT_EXPERIMENTS_DIR
     target = experiment_dir if experiment_dir is not None else experiments_root / loaded.name
-    _session.create_experiment(
+    created = _session.create_experiment(
         loaded,
         experiment_dir=target,
         model_dir=resolved_model_dir,
@@ -352,6 +352,7 @@ def run(
         runner_options=runner_options,
         config_text=config.read_text(),
     )
+    _note(f"experiment {loaded.name!r} in {created} (searcher {loaded.searcher['name']}, runner {runner})")
     request = RunRequest(
         experiment_dir=target.resolve(),
         model_dir=resolved_model_dir,
@@ -359,6 +360,11 @@ def run(
         options=runner_options,
     )
     return _finish(runner_plugin.factory().run(request))
+
+
+def _note(message: str) -> None:
+    """A progress line for people, on stderr so that stdout stays clean for scripts."""
+    print(f"searchkit: {message}", file=sys.stderr, flush=True)
 
 
 def _recorded_runner_options(meta: Mapping[str, str]) -> dict[str, Any]:
@@ -416,6 +422,7 @@ def resume(
     # The options the experiment was started with, then what this command line changes.
     options = _recorded_runner_options(experiment.meta)
     options.update(runner_options)
+    _note(f"resuming {experiment.experiment_dir} (runner {runner_name})")
     request = RunRequest(
         experiment_dir=experiment.experiment_dir,
         model_dir=experiment.model_dir,

@@ -381,7 +381,7 @@ class LocalExecutor:
             "entrypoint": self.entrypoint,
             "metric": self.metric,
             "data": self.data,
-            "worker_log": str(self.experiment_dir / "logs" / f"local-worker-{index}.log"),
+            "worker_log": str(self._worker_log(index)),
         }
         ours, theirs = socket.socketpair()
         worker_log = open(str(config["worker_log"]), "ab")  # noqa: SIM115 - handed to the child, closed below
@@ -420,6 +420,9 @@ class LocalExecutor:
         self._workers.append(worker)
         log.debug("started local worker %d (pid %s, devices %s)", index, process.pid, devices)
         return worker
+
+    def _worker_log(self, index: int) -> pathlib.Path:
+        return self.experiment_dir / "logs" / f"local-worker-{index}.log"
 
     # -- waiting ----------------------------------------------------------------
 
@@ -528,6 +531,8 @@ class LocalExecutor:
                 )
             return
         error = f"the trial's worker process {_describe_exit(worker.process.returncode)}"
+        if not worker.is_ready:
+            error += f" while starting (its output is in {self._worker_log(worker.index)})"
         self._lose(worker, trial, error)
 
     def _lose(self, worker: _Worker, trial: _Trial, error: str) -> None:

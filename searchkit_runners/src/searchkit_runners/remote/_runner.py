@@ -278,7 +278,7 @@ def submit(info: ExperimentInfo, options: Mapping[str, Any]) -> Any:
     }
     if head is not None:
         # The search loop belongs next to the head (the cluster's single point of failure anyway).
-        actor_options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=head, soft=True)
+        actor_options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=head, soft=False)
     try:
         handle: Any = (
             ray.remote(SearchActor)

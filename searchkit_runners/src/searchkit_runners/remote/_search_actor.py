@@ -78,6 +78,9 @@ class SearchActor:
         self._error: dict[str, Any] | None = None
         self._started = time.time()
         self._lock = threading.Lock()
+        from searchkit_runners.remote._trial_actor import node_identity
+
+        self._identity = node_identity()  # node_id, node_ip, host, pid
         threading.Thread(target=self._drive, name="searchkit-drive", daemon=True).start()
 
     # -- the engine thread ------------------------------------------------------------
@@ -140,8 +143,7 @@ class SearchActor:
                 "is_done": self._done.is_set(),
                 "outcome": self._outcome,
                 "error": self._error,
-                "pid": os.getpid(),
-                "host": os.uname().nodename,
+                **self._identity,
                 "started": self._started,
             }
         )
