@@ -39,10 +39,10 @@ def test_rung_matches_a_sorted_list(ops: list[Any], divisor: int, stop_based: bo
             del live[eid]
             eligible.discard(eid)
         elif op[0] == "promote":
-            eid = rung.best_candidate()
-            if eid is not None:
-                rung.eligible[eid] = 0
-                eligible.discard(eid)
+            candidate = rung.best_candidate()
+            if candidate is not None:
+                rung.eligible[candidate] = 0
+                eligible.discard(candidate)
         elif op[0] == "reload":
             rung = Rung.from_columns(divisor, stop_based, rung.to_columns())
         ranked = sorted(live, key=live.__getitem__)

@@ -274,6 +274,19 @@ def test_broken_plugin_is_a_warning_line_not_a_crash(site, make_distribution) ->
     assert names["bp"] is False and names["tiny-random"] is True and names["recording"] is True
 
 
+def test_debug_shows_a_broken_plugins_traceback(site, make_distribution) -> None:  # type: ignore[no-untyped-def]
+    make_distribution(
+        "broken-debug",
+        modules={"broken_debug_mod.py": BROKEN_ON_IMPORT},
+        entry_points={"bd": "broken_debug_mod"},
+    )
+    quiet = _subprocess(["plugins", "--json"], site)
+    assert "Traceback" not in quiet.stderr
+    loud = _subprocess(["plugins", "--json"], site, SEARCHKIT_DEBUG="1")
+    assert loud.returncode == 0
+    assert "Traceback" in loud.stderr and 'broken_debug_mod.py", line 2' in loud.stderr
+
+
 def test_autoload_off_in_a_real_process(site) -> None:  # type: ignore[no-untyped-def]
     result = _subprocess(["plugins", "--json"], site, **{AUTOLOAD_DISABLE_ENV: "1"})
     assert result.returncode == 0, result.stderr
@@ -497,3 +510,28 @@ def test_a_config_path_that_is_a_directory(site, tmp_path, capsys) -> None:  # t
     code, _, err = _run(["run", str(tmp_path), "--runner", "recording"], Registry(), capsys)
     assert code == 2
     _assert_one_error_line(err, "is not a file")
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_plugins_table_prints_summaries_verbatim_at_any_width(columns: str, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import types
+
+    from searchkit_core import hookimpl
+    from searchkit_core.hookspecs import RunnerPlugin
+
+    module = types.ModuleType("bracket_runner")
+
+    @hookimpl
+    def searchkit_runners() -> list[RunnerPlugin]:
+        return [
+            RunnerPlugin(name="bracketed", summary="needs searchkit-runners[remote] [bold]x", factory=object)
+        ]  # type: ignore[arg-type]
+
+    module.searchkit_runners = searchkit_runners  # type: ignore[attr-defined]
+    registry = Registry(autoload=False)
+    registry.register(module, distribution="a-rather-long-distribution-name", version="10.20.30")
+    monkeypatch.setenv("COLUMNS", columns)
+    code, out, _ = _run(["plugins"], registry, capsys)
+    assert code == 0
+    assert "a-rather-long-distribution-name" in out and "10.20.30" in out and "loaded" in out
+    assert "needs searchkit-runners[remote] [bold]x" in " ".join(out.split())

@@ -331,3 +331,16 @@ def test_validation_does_not_change_the_callers_mapping() -> None:
     before = repr(raw)
     validate_config(raw, overrides={"searcher.max_trials": 3})
     assert repr(raw) == before
+
+
+def test_a_problem_core_and_the_method_both_see_is_reported_once() -> None:
+    def method_validate(searcher: Mapping[str, Any]) -> list[str]:
+        return ["searcher.max_length: must be a mapping like {batches: N}", "searcher.divisor: must be >= 2"]
+
+    raw = _minimal()
+    raw["searcher"] = {**raw["searcher"], "max_length": 5, "divisor": 1}
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw, method_validate)
+    keys = [problem.split(":", 1)[0] for problem in info.value.problems]
+    assert keys.count("searcher.max_length") == 1
+    assert "searcher.divisor" in keys

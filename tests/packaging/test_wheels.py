@@ -142,7 +142,8 @@ def test_fresh_venv_has_a_working_searchkit_plugins(fresh_venv: FreshVenv) -> No
     distributions = {entry["distribution"] for entry in entries}
     assert distributions == {"searchkit-asha", "searchkit-runners"}, entries
     assert {"asha"} <= {e["name"] for e in entries if e["kind"] == "search_method"}
-    assert {e["name"] for e in entries if e["kind"] == "runner"}, "searchkit-runners registers no runner"
+    # Every runner loads without its optional dependencies (Ray, Determined) installed.
+    assert {"local", "remote", "simulate"} <= {e["name"] for e in entries if e["kind"] == "runner"}, entries
     # Core imported on its own does not import either plugin distribution.
     check_run(
         [

@@ -322,3 +322,32 @@ def test_a_plugin_with_one_failing_hook_is_skipped_as_a_whole() -> None:
     assert failure.source.distribution == "half-dist"
     with pytest.raises(PluginError, match="plugins that failed to load: half"):
         registry.search_method("half-method")
+
+
+def test_trial_adapters_are_registrations_listed_with_their_distribution() -> None:
+    from searchkit_core.cli import plugins_document
+    from searchkit_core.hookspecs import TrialAdapterPlugin
+
+    module = types.ModuleType("adapters")
+
+    @hookimpl
+    def searchkit_trial_adapters() -> list[TrialAdapterPlugin]:
+        return [
+            TrialAdapterPlugin(
+                name="keras", summary="Keras models", base_classes=("Model",), adapt=lambda cls: None
+            )
+        ]
+
+    module.searchkit_trial_adapters = searchkit_trial_adapters  # type: ignore[attr-defined]
+    registry = Registry(autoload=False)
+    registry.register(module, distribution="adapter-dist", version="3.1")
+    [adapter] = registry.trial_adapters()
+    assert adapter.name == "keras"
+    [entry] = plugins_document(registry)["plugins"]
+    assert (entry["name"], entry["kind"], entry["distribution"], entry["version"], entry["loaded"]) == (
+        "keras",
+        "trial_adapter",
+        "adapter-dist",
+        "3.1",
+        True,
+    )

@@ -424,9 +424,13 @@ def validate_config(
             method_problems = list(method_validate(searcher))
         except Exception as exc:  # a broken plugin must not hide the config's other problems
             method_problems = [f"searcher: the method's validate raised {type(exc).__name__}: {exc}"]
+        # Core already checked the common searcher keys: one message per key is enough.
+        reported = {problem.split(":", 1)[0] for problem in out.problems}
         for message in method_problems:
             text = str(message)
-            out.problems.append(text if text.startswith("searcher") else f"searcher.{text}")
+            text = text if text.startswith("searcher") else f"searcher.{text}"
+            if text.split(":", 1)[0] not in reported:
+                out.problems.append(text)
 
     if out.problems:
         raise ConfigError(out.problems)

@@ -1,4 +1,4 @@
-"""The ``searchkit`` command line: plugins, run, resume, status.
+"""The ``searchkit`` command line: plugins, run, resume, status (and attach, cancel for remote searches).
 
 Every command finds search methods and runners through the plugin registry
 (entry-point group ``searchkit``). A user error (any :class:`SearchkitError`) prints
@@ -134,18 +134,32 @@ def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document for scripts.")] = False,
 ) -> int:
     """List every search method and runner: name, kind, distribution, version, and whether it loaded."""
-    document = plugins_document(_state(ctx).get_registry())
+    registry = _state(ctx).get_registry()
+    document = plugins_document(registry)
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        for failure in registry.failures:  # the whole story, for plugin authors
+            print(f"searchkit: plugin {failure.source.plugin_name!r}:\n{failure.details}", file=sys.stderr)
     if as_json:
         typer.echo(json.dumps(document, indent=2))
         return 0
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="searchkit plugins")
+    console = Console(soft_wrap=False, highlight=False)
+    if not document["plugins"]:
+        console.print("no searchkit plugins are installed (pip install searchkit-asha searchkit-runners)")
+        return 0
+    # On a narrow terminal the summaries go below the table, so that no column is ever cut.
+    is_wide = console.width >= 110
+    table = Table(title="searchkit plugins", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("name", "kind", "distribution", "version", "status"):
         table.add_column(column, no_wrap=True)
-    table.add_column("summary", overflow="fold")
+    if is_wide:
+        table.add_column("summary", overflow="fold")
     problems: list[str] = []
+    summaries: list[str] = []
     for entry in document["plugins"]:
         status = "loaded"
         if not entry["loaded"]:
@@ -154,21 +168,17 @@ def plugins(
             if entry["version"]:
                 origin += f" {entry['version']}"
             problems.append(f"{entry['name']} ({origin}): {entry['error']}")
-        table.add_row(
-            entry["name"],
-            entry["kind"].replace("_", " "),
-            entry["distribution"] or "-",
-            entry["version"] or "-",
-            status,
-            entry["summary"] or "",
-        )
-    console = Console(soft_wrap=False)
-    if document["plugins"]:
-        console.print(table)
-        for problem in problems:
-            console.print(f"not loaded: {problem}", highlight=False, markup=False, soft_wrap=True)
-    else:
-        console.print("no searchkit plugins are installed (pip install searchkit-asha searchkit-runners)")
+        elif entry["summary"]:
+            summaries.append(f"{entry['name']}: {entry['summary']}")
+        cells = [entry["name"], entry["kind"].replace("_", " "), entry["distribution"] or "-"]
+        cells += [entry["version"] or "-", status]
+        # Text, not markup: "[remote]" in a summary is an extra's name, not a style.
+        table.add_row(*(Text(cell) for cell in [*cells, *([entry["summary"] or ""] if is_wide else [])]))
+    console.print(table)
+    for line in [] if is_wide else summaries:
+        console.print(line, markup=False, soft_wrap=True)
+    for problem in problems:
+        console.print(f"not loaded: {problem}", markup=False, soft_wrap=True)
     return 0
 
 
@@ -458,6 +468,7 @@ def render_status(status: Mapping[str, Any], out: TextIO | None = None) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(file=out or sys.stdout, soft_wrap=False, highlight=False)
 
@@ -486,7 +497,9 @@ def render_status(status: Mapping[str, Any], out: TextIO | None = None) -> None:
         # ("32>128" while training towards 128), restarts appear only when there were any.
         has_restarts = any(trial.get("restarts") for trial in trials)
         columns = ["trial", "state", "rung", "trained", "metric"] + (["restarts"] if has_restarts else [])
-        table = Table(title=f"trials (metric: {metric})", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        table = Table(
+            title=Text(f"trials (metric: {metric})"), box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False
+        )
         for column in columns:
             table.add_column(column, justify="left" if column == "state" else "right", no_wrap=True)
         # Hyperparameters every trial shares are said once, above the table.
@@ -515,7 +528,7 @@ def render_status(status: Mapping[str, Any], out: TextIO | None = None) -> None:
                 "restarts": _cell(trial.get("restarts")),
             }
             varying = {name: value for name, value in trial_hparams.items() if name not in shared}
-            table.add_row(*(cells[column] for column in columns), _cell(varying))
+            table.add_row(*(Text(cells[column]) for column in columns), Text(_cell(varying)))
         console.print(table)
         for trial in trials:
             if trial.get("error"):
