@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 import uuid
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Iterable, Iterator, Mapping, Set
 
 
 class _ReadOnlySet(Set[uuid.UUID]):
@@ -14,6 +14,11 @@ class _ReadOnlySet(Set[uuid.UUID]):
 
     def __init__(self, data: set[uuid.UUID]) -> None:
         self._data = data
+
+    @classmethod
+    def _from_iterable(cls, iterable: Iterable[uuid.UUID]) -> frozenset[uuid.UUID]:  # type: ignore[override]
+        # Set operations (``a | b``, ``a - b``) build their result here: a plain frozenset.
+        return frozenset(iterable)
 
     def __contains__(self, item: object) -> bool:
         return item in self._data
