@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -128,34 +129,35 @@ def main() -> None:
 
         cluster = start_cluster()
         args.address = cluster.address
+    root = pathlib.Path(tempfile.mkdtemp(prefix="skbench-"))
     try:
-        with tempfile.TemporaryDirectory(prefix="skbench-") as tmp:
-            root = pathlib.Path(tmp)
-            model = root / "model"
-            model.mkdir()
-            (model / "bench.py").write_text(textwrap.dedent(local_overhead.TRAIN_SOURCE))
-            connect(args.address, timeout=60, runtime_env={"working_dir": str(model)})
-            results: dict[str, Any] = {
-                "settings": {
-                    "segments": args.segments,
-                    "segment_seconds": args.segment_seconds,
-                    "workers": args.workers,
-                    "cpus": os.cpu_count(),
-                    "python": sys.version.split()[0],
-                }
+        model = root / "model"
+        model.mkdir()
+        (model / "bench.py").write_text(textwrap.dedent(local_overhead.TRAIN_SOURCE))
+        connect(args.address, timeout=60, runtime_env={"working_dir": str(model)})
+        results: dict[str, Any] = {
+            "settings": {
+                "segments": args.segments,
+                "segment_seconds": args.segment_seconds,
+                "workers": args.workers,
+                "cpus": os.cpu_count(),
+                "python": sys.version.split()[0],
             }
-            for resume in (False, True):
-                for runner in ("local", "remote"):
-                    key = f"{runner} {'resume' if resume else 'in place'}"
-                    results[key] = run(root, model, args, runner=runner, resume=resume)
-            disconnect()
-            results["search actor start seconds"] = search_actor_start(root, model, args.address)
+        }
+        for resume in (False, True):
+            for runner in ("local", "remote"):
+                key = f"{runner} {'resume' if resume else 'in place'}"
+                results[key] = run(root, model, args, runner=runner, resume=resume)
+                print(f"measured {key}", file=sys.stderr, flush=True)
+        disconnect()
+        results["search actor start seconds"] = search_actor_start(root, model, args.address)
     finally:
         disconnect()
         if cluster is not None:
             from ray_cluster import stop_cluster
 
             stop_cluster(cluster)
+        shutil.rmtree(root, ignore_errors=True)
     if args.json:
         print(json.dumps(results, indent=2))
         return

@@ -107,3 +107,16 @@ def test_a_whole_search_with_the_determined_style_method_survives_sigkill(tmp_pa
     assert sum(len(t["validations"]) for t in document["trials"]) >= killed_at
     # Hyperparameters drawn with the global random module are the method's: each trial has its own.
     assert len({tuple(sorted(t["hparams"].items())) for t in document["trials"]}) == 4
+
+
+def test_a_bad_searcher_section_is_one_line_naming_the_keys(tmp_path: pathlib.Path) -> None:
+    config = tmp_path / "config.yaml"
+    text = (ASHA_DIR / "config.yaml").read_text()
+    config.write_text(text.replace("  max_trials: 16\n", "").replace("divisor: 4", "divisor: 0"))
+    result = run(
+        [*RUN_SEARCH, "run", str(config), str(EXAMPLES / "mnist"), "--experiment-dir", str(tmp_path / "x")]
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "searcher.max_trials: required key missing" in result.stderr
+    assert "searcher.divisor: must be a positive integer, got 0" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()

@@ -75,6 +75,8 @@ MAX_BATCH = 512
 SNAPSHOT_FRACTION = 0.5
 MIN_SNAPSHOT_INTERVAL = 256 * 1024
 OBSERVER_INTERVAL = 0.25  # seconds between views handed to the observer
+#: With a volatile executor, the longest a batch stays uncommitted (wall seconds), so readers keep up.
+COMMIT_INTERVAL = 0.5
 
 
 @attrs.frozen
@@ -103,8 +105,87 @@ _wire.register_type(TrialRestarted)
 _wire.register_type(LedgerSnapshot)
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def _field(value: Any) -> Any:
+    """A field value as the wire writes it (plain values as they are, the rest through the wire)."""
+    cls = type(value)
+    if cls is str or cls is int or cls is bool or value is None:
+        return value
+    if cls is float and math.isfinite(value):
+        return value
+    return _wire.unstructure(value)
+
+
+def _op_data(op: Operation) -> Any:
+    """What ``_wire.unstructure(op)`` gives, built directly for the common operations (the hot path).
+
+    Only called on checked operations, whose hyperparameters are plain JSON already.
+    """
+    cls = type(op)
+    if cls is ValidateAfter:
+        return {"type": "ValidateAfter", "request_id": str(op.request_id), "length": op.length}  # type: ignore[union-attr]
+    if cls is Create:
+        return {
+            "type": "Create",
+            "request_id": str(op.request_id),  # type: ignore[union-attr]
+            "hparams": op.hparams,  # type: ignore[union-attr]
+            "checkpoint": _field(op.checkpoint),  # type: ignore[union-attr]
+        }
+    if cls is Close:
+        return {"type": "Close", "request_id": str(op.request_id)}  # type: ignore[union-attr]
+    return _wire.unstructure(op)
+
+
+def _event_text(event: JournalEvent) -> str:
+    """``_wire.dumps_fragment(event)``, built directly for the common events (the hot path)."""
+    cls = type(event)
+    if cls is ValidationCompleted:
+        data: Any = {
+            "type": "ValidationCompleted",
+            "request_id": str(event.request_id),  # type: ignore[union-attr]
+            "metric": _field(event.metric),  # type: ignore[union-attr]
+            "train_length": _field(event.train_length),  # type: ignore[union-attr]
+        }
+    elif cls is TrialCreated or cls is TrialClosed:
+        data = {"type": cls.__name__, "request_id": str(event.request_id)}  # type: ignore[union-attr]
+    else:
+        return _wire.dumps_fragment(event)
+    return _ENCODE(data)
+
+
 def _ops_text(ops: Iterable[Operation]) -> str:
-    return _wire.dumps_fragment([_wire.unstructure(op) for op in ops])
+    return _ENCODE([_op_data(op) for op in ops])
+
+
+def _snapshot_text(snap: LedgerSnapshot) -> str:
+    """``_wire.dumps_fragment(snap)``, without cattrs walking every list (a snapshot of a million trials).
+
+    Hyperparameters are plain JSON (checked when created); non-finite metrics and
+    times take the wire's own spelling.
+    """
+    data: dict[str, Any] = {"type": "LedgerSnapshot"}
+    for field in attrs.fields(LedgerSnapshot):
+        data[field.name] = getattr(snap, field.name)
+    data["last_metric"] = [_field(m) for m in snap.last_metric]
+    data["issued_at"] = [_field(t) for t in snap.issued_at]
+    data["progress"] = _field(snap.progress)
+    return _ENCODE(data)
+
+
+def _metrics_text(metrics: Any) -> str:
+    """A metrics dict as JSON: flat dicts of plain values directly, anything else through the wire."""
+    if type(metrics) is dict:
+        for key, value in metrics.items():
+            cls = type(value)
+            if type(key) is not str or not (
+                cls is str or cls is int or cls is bool or value is None or (cls is float and math.isfinite(value))
+            ):
+                break
+        else:
+            return _ENCODE(metrics)
+    return _ENCODE(_wire.unstructure(metrics))
 
 
 @attrs.frozen
@@ -168,7 +249,13 @@ class Engine:
 
         # the batch being built, committed together
         self._rows: list[tuple[int, float, str, str]] = []
-        self._touched: dict[uuid.UUID, _Touch] = {}
+        self._touched: dict[uuid.UUID, _Touch] = {}  # what to tell the executor next
+        self._dirty: dict[uuid.UUID, None] = {}  # trials whose row the next commit writes
+        # A volatile executor dies with this process and is rebuilt from the store, so it may
+        # hear of decisions before they are committed: commits then happen per MAX_BATCH rows
+        # (or COMMIT_INTERVAL) instead of per wait.
+        self.is_executor_volatile = bool(getattr(executor, "is_volatile", False))
+        self._last_commit = time.monotonic()
         self._metric_rows: list[tuple[str, str, int, str, float]] = []
         self._checkpoint_rows: list[tuple[str, str, int, str, float]] = []
         self._row_bytes_since_snapshot = 0
@@ -219,6 +306,7 @@ class Engine:
         for rid, (uuid_, steps, metadata) in self.store.latest_checkpoints().items():
             self.checkpoints[uuid.UUID(rid)] = CheckpointRef(uuid_, steps, json.loads(metadata))
         self._touched.clear()
+        self._dirty.clear()
         if self.seq == 0 and not self.pending:
             self.pending.append(SearchStarted())
         log.info(
@@ -281,7 +369,7 @@ class Engine:
             shutdown_failure=bool(shutdown and shutdown.failure),
             progress=self.ledger.progress,
         )
-        return _wire.dumps_fragment(snap).encode()
+        return _snapshot_text(snap).encode()
 
     def _load_method(self, files: dict[str, bytes]) -> None:
         with tempfile.TemporaryDirectory(prefix="searchkit-method-") as tmp:
@@ -338,6 +426,15 @@ class Engine:
                     while self._inbox and len(self._rows) < MAX_BATCH and self.ledger.shutdown is None:
                         self._on_report(self._inbox.popleft())
                     self._drain_pending()
+                if (
+                    self.is_executor_volatile
+                    and len(self._rows) < MAX_BATCH
+                    and self.ledger.shutdown is None
+                    and time.monotonic() - self._last_commit < COMMIT_INTERVAL
+                ):
+                    self._act(self._touched)
+                    self._touched = {}
+                    continue
                 self._commit()
                 self._update_observer()
         except BaseException:
@@ -392,7 +489,7 @@ class Engine:
                     str(rid),
                     report.group,
                     report.steps,
-                    json.dumps(_wire.unstructure(report.metrics)),
+                    _metrics_text(report.metrics),
                     report.time,
                 )
             )
@@ -455,7 +552,7 @@ class Engine:
         ops: list[Operation] = [] if isinstance(event, TrialRestarted) else self._call_method(event)
         now = self.executor.now()
         self.seq += 1
-        event_text = _wire.dumps_fragment(event)
+        event_text = _event_text(event)
         ops_text = _ops_text(ops)
         self._rows.append((self.seq, now, event_text, ops_text))
         self._row_bytes_since_snapshot += len(event_text) + len(ops_text)
@@ -465,6 +562,7 @@ class Engine:
         touch = self._touched.get(rid)
         if touch is None:
             touch = self._touched[rid] = _Touch()
+            self._dirty[rid] = None
         return touch
 
     def _apply(self, event: JournalEvent, ops: Iterable[Operation], now: float) -> None:
@@ -571,19 +669,21 @@ class Engine:
 
     def _commit(self, *, final: bool = False) -> None:
         """Write the batch in one transaction, then tell the executor what to do."""
-        if not (self._rows or self._touched or self._metric_rows or self._checkpoint_rows or final):
+        if not (self._rows or self._dirty or self._metric_rows or self._checkpoint_rows or final):
             return
         touched = self._touched
         trials = self.ledger.trials
         with self.store.transaction() as store:
             store.append_journal(self._rows)
-            store.put_trials(self._trial_row(trials[rid]) for rid in touched)
+            store.put_trials(self._trial_row(trials[rid]) for rid in self._dirty)
             store.put_metrics(self._metric_rows)
             store.put_checkpoints(self._checkpoint_rows)
             if self._rows or final:
                 self._snapshot_if_due(store, final=final)
         self._rows, self._metric_rows, self._checkpoint_rows = [], [], []
         self._touched = {}
+        self._dirty = {}
+        self._last_commit = time.monotonic()
         self._act(touched)
 
     def _commit_reports_quietly(self) -> None:

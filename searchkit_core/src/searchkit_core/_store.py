@@ -309,7 +309,21 @@ class Store:
         self._db.executemany(
             "INSERT OR REPLACE INTO trials (request_id, trial_id, hparams, state, trained, target, "
             "restarts, last_metric, error, updated_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [attrs.astuple(r) for r in rows],
+            [
+                (
+                    r.request_id,
+                    r.trial_id,
+                    r.hparams,
+                    r.state,
+                    r.trained,
+                    r.target,
+                    r.restarts,
+                    r.last_metric,
+                    r.error,
+                    r.updated_seq,
+                )
+                for r in rows
+            ],
         )
 
     def trials(self) -> list[TrialRow]:

@@ -26,6 +26,7 @@ import inspect
 import os
 import pathlib
 import random
+import warnings
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -221,4 +222,9 @@ def _fit(trial: Any, context: Any, length: int, steps_completed: int, latest_che
         global_batch_size=None,
         profiling_enabled=False,
     )
-    controller.run()
+    with warnings.catch_warnings():
+        # Expected: the adapter sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD on purpose (see run_pytorch_trial).
+        warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+        # determined 0.38 reads .detignore with a pathspec API that newer pathspec deprecates.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="pathspec")
+        controller.run()

@@ -68,6 +68,11 @@ class SimulateExecutor:
     restarts (``max_restarts``) and its ``ERRORED`` path.
     """
 
+    #: The executor lives and dies with the engine's process and is rebuilt from the
+    #: store (:meth:`restore`), so the engine may hand it decisions before committing
+    #: them and commit in large batches: a crash loses the executor's state too.
+    is_volatile = True
+
     def __init__(
         self,
         curves: Curves,
