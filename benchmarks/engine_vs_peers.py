@@ -137,7 +137,10 @@ def measure_optuna(trials: int, storage_kind: str, directory: str) -> dict[str, 
 
     def objective(trial: Any) -> float:
         nonlocal reports
-        hp = {"lr": trial.suggest_float("lr", 1e-4, 1.0, log=True), "width": trial.suggest_int("width", 8, 64)}
+        hp = {
+            "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
+            "width": trial.suggest_int("width", 8, 64),
+        }
         value = 0.0
         for length in BUDGETS:
             value = curves.metric(trial.number + 1, hp, length)
@@ -225,10 +228,12 @@ def _sub(*args: str, timeout: float) -> dict[str, Any] | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 100000])
     parser.add_argument("--optuna-sizes", type=int, nargs="*", default=[1000, 10000])
-    parser.add_argument("--journal-sizes", type=int, nargs="*", default=[1000, 10000])
+    parser.add_argument("--journal-sizes", type=int, nargs="*", default=[1000])
     parser.add_argument("--ray-trials", type=int, default=1000, help="0: no Ray Tune")
     parser.add_argument("--million", action="store_true", help="also run searchkit with 1,000,000 trials")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per measurement")
@@ -281,18 +286,24 @@ def main() -> None:
             directory = os.path.join(tmp, "ray")
             r = _sub("ray", str(args.ray_trials), directory, timeout=args.timeout)
             if r:
-                rows.append({"system": "Ray Tune ASHAScheduler (local Ray, 2 CPUs)", "n": args.ray_trials, **r})
+                rows.append(
+                    {"system": "Ray Tune ASHAScheduler (local Ray, 2 CPUs)", "n": args.ray_trials, **r}
+                )
 
     print()
     print(
-        f"| system | trials | wall s | trials/s | events/s | peak RSS MB | wall / searchkit wall |\n"
-        f"| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| system | trials | wall s | trials/s | events/s | peak RSS MB | wall / searchkit wall |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     for row in rows:
         n, wall = row["n"], row["wall"]
         is_ours = row["system"].startswith("searchkit engine")
         events = f"{row['events'] / wall:,.0f}" if is_ours and wall > 0 else "-"
-        ratio = "1" if is_ours else (f"{wall / ours[n]:.1f}x" if n in ours and "resume" not in row["system"] else "-")
+        ratio = (
+            "1"
+            if is_ours
+            else (f"{wall / ours[n]:.1f}x" if n in ours and "resume" not in row["system"] else "-")
+        )
         rate = f"{n / wall:,.0f}" if "resume" not in row["system"] else "-"
         print(
             f"| {row['system']} | {n:,} | {wall:.3f} | {rate} | {events} | {row['peak_mb']:.0f} | {ratio} |"

@@ -1,10 +1,11 @@
 """Drive a simulated search in child processes and SIGKILL them at chosen moments (run by the crash tests).
 
 Usage: ``python crash_driver.py SPEC.json``. SPEC holds ``experiment_dir``,
-``config`` (a mapping), ``options`` (simulate runner options) and ``kills``, a
+``config`` (a mapping), ``options`` (simulate runner options), ``engine``
+(``max_batch``, ``is_volatile``: how often the engine commits) and ``kills``, a
 list of kill plans, each ``{"hook": K}`` (SIGKILL at the K-th pass through a
 hook point: inside a store transaction before COMMIT, right after COMMIT,
-at a launch, at a wait) or ``{"timer": S}`` (SIGKILL after S wall seconds,
+at a launch, at a wait; with ``"site": NAME`` the K-th pass through that one) or ``{"timer": S}`` (SIGKILL after S wall seconds,
 wherever the child is, SQLite's own COMMIT included). The parent imports
 everything once and forks one child per plan, each resuming the experiment;
 a last child runs without a kill to the end (unless ``"finish": false``).
@@ -24,22 +25,30 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-import engine_methods  # noqa: E402
+import engine_methods
 
-from searchkit_core import _store  # noqa: E402
-from searchkit_core._config import validate_config  # noqa: E402
-from searchkit_core._session import create_experiment  # noqa: E402
-from searchkit_core.hookspecs import RunRequest  # noqa: E402
-from searchkit_runners.simulate import SimulateExecutor, SimulateRunner  # noqa: E402
+from searchkit_core import _engine, _store
+from searchkit_core._config import validate_config
+from searchkit_core._session import create_experiment
+from searchkit_core.hookspecs import RunRequest
+from searchkit_runners.simulate import SimulateExecutor, SimulateRunner
 
 _calls = 0
 _kill_at = -1
+_sites_file: str | None = None
+_kill_site: str | None = None  # count passes through this site only
+_site_calls: dict[str, int] = {}
 
 
 def _hook(site: str) -> None:
     global _calls
     _calls += 1
-    if _calls == _kill_at:
+    _site_calls[site] = _site_calls.get(site, 0) + 1
+    count = _site_calls[site] if _kill_site is not None else _calls
+    if count == _kill_at and _kill_site in (None, site):
+        if _sites_file:
+            with open(_sites_file, "a") as f:  # where this kill lands, for the test to check
+                f.write(site + "\n")
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -67,11 +76,18 @@ def _install_hooks() -> None:
 
 
 def _child(spec: dict[str, Any], plan: dict[str, Any], is_resume: bool, count_file: str | None) -> None:
-    global _kill_at
+    global _kill_at, _sites_file, _kill_site
+    _sites_file = spec.get("sites_file")
     engine_methods.register_into_default_registry()
+    engine = spec.get("engine", {})
+    if "max_batch" in engine:  # smaller batches: many more commits to land a kill in
+        _engine.MAX_BATCH = int(engine["max_batch"])
+    if "is_volatile" in engine:  # False: commit after every wait, act only after the commit
+        SimulateExecutor.is_volatile = bool(engine["is_volatile"])
     _install_hooks()
     if "hook" in plan:
         _kill_at = int(plan["hook"])
+        _kill_site = plan.get("site")
     if "timer" in plan:
         delay = float(plan["timer"])
 
@@ -89,7 +105,7 @@ def _child(spec: dict[str, Any], plan: dict[str, Any], is_resume: bool, count_fi
         )
         code = SimulateRunner(out=devnull).run(request)
     if count_file:
-        pathlib.Path(count_file).write_text(str(_calls))
+        pathlib.Path(count_file).write_text(json.dumps({"total": _calls, **_site_calls}))
     os._exit(code)
 
 

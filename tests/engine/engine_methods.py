@@ -52,7 +52,7 @@ class UuidRandomSearch(SearchMethod):
     def _create(self) -> list[Operation]:
         self.created += 1
         rid = uuid.uuid4()
-        hparams = self.space.sample(random._inst)  # type: ignore[attr-defined]
+        hparams = self.space.sample(random._inst)
         hparams["draw"] = random.random()
         return [Create(rid, hparams), ValidateAfter(rid, self.max_length // 4)]
 

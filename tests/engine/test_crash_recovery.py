@@ -19,7 +19,6 @@ import sys
 from typing import Any
 
 import pytest
-
 from store_dump import closing_order, dump, duplicates
 
 DRIVER = pathlib.Path(__file__).with_name("crash_driver.py")
@@ -46,21 +45,26 @@ SEARCHERS = {
         "name": "uuid-random",
         "metric": "loss",
         "max_length": {"batches": 64},
-        "max_trials": 60,
+        "max_trials": 100,
         "max_concurrent_trials": 6,
     },
 }
 
-HOOK_KILLS = 30
+HOOK_KILLS = 40
 TIMER_KILLS = 10
 
 
 def _drive(
-    tmp: pathlib.Path, name: str, searcher: dict[str, Any], kills: list[dict[str, Any]]
+    tmp: pathlib.Path,
+    name: str,
+    searcher: dict[str, Any],
+    engine: dict[str, Any],
+    kills: list[dict[str, Any]],
 ) -> dict[str, Any]:
     spec = {
         "experiment_dir": str(tmp / name),
         "count_file": str(tmp / f"{name}.count"),
+        "sites_file": str(tmp / f"{name}.sites"),
         "config": {
             "name": f"crash-{searcher['name']}",
             "entrypoint": "model_def:train",
@@ -70,6 +74,7 @@ def _drive(
             "seed": 11,
         },
         "options": {"workers": 4, "crash_fraction": 0.08, "noise": 0.01},
+        "engine": engine,
         "kills": kills,
     }
     spec_path = tmp / f"{name}.json"
@@ -80,30 +85,52 @@ def _drive(
     assert result.returncode == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     assert not report["errors"], (report, result.stderr)
-    report["hook_calls"] = int((tmp / f"{name}.count").read_text())
+    report["hook_calls"] = json.loads((tmp / f"{name}.count").read_text())
     return report
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("method", ["asha", "uuid-random"])
+@pytest.mark.parametrize(
+    "engine",
+    [
+        # The simulate executor is volatile: the engine acts first and commits every few rows.
+        {"max_batch": 16},
+        # As with a real runner: commit after every wait, act only on committed decisions.
+        {"is_volatile": False},
+    ],
+    ids=["batched", "commit-per-wait"],
+)
 def test_sigkill_at_random_moments_resumes_to_the_uninterrupted_result(
-    tmp_path: pathlib.Path, method: str
+    tmp_path: pathlib.Path, method: str, engine: dict[str, Any]
 ) -> None:
     searcher = SEARCHERS[method]
-    reference = _drive(tmp_path, "reference", searcher, [])
+    reference = _drive(tmp_path, "reference", searcher, engine, [])
     expected = dump(tmp_path / "reference")
     assert expected["status"] == "completed"
     assert any('"TrialRestarted"' in ev for _, _, ev, _ in expected["journal"]), "no crash was injected"
 
-    rng = random.Random(f"kills-{method}")
-    # Spread the hook kills so that together they walk through the whole search.
-    span = max(2, 2 * reference["hook_calls"] // (HOOK_KILLS + TIMER_KILLS))
-    kills: list[dict[str, Any]] = [{"hook": rng.randint(1, span)} for _ in range(HOOK_KILLS)]
-    kills += [{"timer": rng.uniform(0.0, 0.04)} for _ in range(TIMER_KILLS)]
+    rng = random.Random(f"kills-{method}-{sorted(engine.items())}")
+    # Spread the kills over the hook sites, each plan at a random pass through its site,
+    # so that together they walk through the whole search.
+    calls = reference["hook_calls"]
+    sites = ["append_journal", "put_trials", "put_metrics", "put_snapshot", "__exit__", "launch", "wait"]
+    # A site passed only a few times (a replayable method's snapshot, taken at the end) would end the search.
+    sites = [site for site in sites if calls.get(site, 0) >= 10]
+    kills: list[dict[str, Any]] = []
+    for index in range(HOOK_KILLS):
+        site = sites[index % len(sites)]
+        span = max(1, calls[site] // (HOOK_KILLS + TIMER_KILLS))  # about half the run in all
+        kills.append({"hook": rng.randint(1, span), "site": site})
+    kills += [{"timer": rng.uniform(0.0, 0.02)} for _ in range(TIMER_KILLS)]
     rng.shuffle(kills)
-    report = _drive(tmp_path, "crashed", searcher, kills)
+    report = _drive(tmp_path, "crashed", searcher, engine, kills)
     assert report["killed"] + report["completed_early"] == len(kills)
     assert report["killed"] >= 0.8 * len(kills), report  # most kills landed before the end
+    sites = (tmp_path / "crashed.sites").read_text().split()
+    inside_commit = {"append_journal", "put_trials", "put_metrics", "put_snapshot", "put_files"}
+    assert len(set(sites) & inside_commit) >= 2, sites  # killed inside transactions
+    assert "__exit__" in sites or "launch" in sites, sites  # killed between a commit and acting on it
 
     actual = dump(tmp_path / "crashed")
     assert actual["status"] == "completed"

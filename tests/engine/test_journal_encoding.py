@@ -89,5 +89,9 @@ def test_engine_snapshots_are_written_as_the_wire_writes_them() -> None:
 def test_metrics_are_written_as_the_wire_writes_them() -> None:
     from searchkit_core._engine import _metrics_text
 
-    for metrics in ({"loss": 0.5, "n": 3, "tag": "x", "ok": True, "none": None}, {"loss": float("nan")}, {"deep": {"a": [1]}}):
+    for metrics in (
+        {"loss": 0.5, "n": 3, "tag": "x", "ok": True, "none": None},
+        {"loss": float("nan")},
+        {"deep": {"a": [1]}},
+    ):
         assert json.loads(_metrics_text(metrics)) == _wire.unstructure(metrics)

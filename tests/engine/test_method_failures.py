@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
-import pytest
-
 import engine_helpers as eh
+import pytest
 from store_dump import dump
 
 from searchkit_core._store import DB_NAME, Store
@@ -24,9 +23,11 @@ def _assert_consistent(experiment: pathlib.Path) -> int:
     """Every committed journal row passes its checksum and the trials view matches the journal."""
     store = Store.open(experiment / DB_NAME, is_readonly=True)
     try:
+        # With the simulate executor the engine commits in large batches, so the store may
+        # still be at its start; either way it is exactly at a commit.
         rows = list(store.journal())  # raises on a gap or a checksum failure
-        assert rows, "nothing was committed before the failure"
-        assert all(t.updated_seq <= rows[-1].seq for t in store.trials())
+        last = rows[-1].seq if rows else 0
+        assert all(t.updated_seq <= last for t in store.trials())
         assert store.meta()["status"] != "completed"
         return len(rows)
     finally:

@@ -8,9 +8,8 @@ import sqlite3
 import subprocess
 import sys
 
-import pytest
-
 import engine_helpers as eh
+import pytest
 from store_dump import dump
 
 from searchkit_core._store import DB_NAME, STORE_FORMAT_VERSION, Store
@@ -104,13 +103,20 @@ def test_a_store_from_a_newer_searchkit_is_refused_untouched(finished: pathlib.P
 def test_a_torn_wal_tail_falls_back_to_the_last_complete_commit(tmp_path: pathlib.Path) -> None:
     """Kill a search, tear the end of its write-ahead log, resume: the result is the uninterrupted one."""
     spec = {
-        "config": eh.asha(max_trials=60),
+        # Enough events for several commits (the simulate executor lets the engine batch them).
+        "config": eh.asha(max_trials=600),
         "options": {"workers": 6},
     }
 
     def drive(name: str, kills: list[dict[str, int]], finish: bool = True) -> dict[str, int]:
         path = tmp_path / f"{name}.json"
-        document = {**spec, "experiment_dir": str(tmp_path / name), "kills": kills, "finish": finish}
+        document = {
+            **spec,
+            "experiment_dir": str(tmp_path / name),
+            "kills": kills,
+            "finish": finish,
+            "count_file": str(tmp_path / "count"),
+        }
         path.write_text(json.dumps(document))
         done = subprocess.run(
             [sys.executable, str(DRIVER), str(path)], capture_output=True, text=True, timeout=120
@@ -121,7 +127,8 @@ def test_a_torn_wal_tail_falls_back_to_the_last_complete_commit(tmp_path: pathli
         return report
 
     drive("reference", [])
-    assert drive("torn", [{"hook": 150}], finish=False)["killed"] == 1
+    late = int(int((tmp_path / "count").read_text()) * 0.9)
+    assert drive("torn", [{"hook": late}], finish=False)["killed"] == 1
     torn = tmp_path / "torn"
     wal = torn / (DB_NAME + "-wal")
     assert wal.exists() and wal.stat().st_size > 5000, "the killed search left no write-ahead log"

@@ -73,11 +73,11 @@ def _environ() -> dict[str, str]:
     return env
 
 
-def _ray_start(args: list[str], timeout: float = 120.0) -> int:
+def _ray_start(args: list[str], timeout: float = 120.0, env: dict[str, str] | None = None) -> int:
     """Run ``ray start ARGS`` in its own session; return that session's process group id."""
     proc = subprocess.Popen(
         [RAY, "start", "--disable-usage-stats", *args],
-        env=_environ(),
+        env=env if env is not None else _environ(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -200,3 +200,25 @@ def stop_cluster(cluster: RayCluster) -> None:
     stop_node(cluster.node2)
     stop_node(cluster.head)
     shutil.rmtree(cluster.temp_dir, ignore_errors=True)
+
+
+def start_token_head(temp_dir: pathlib.Path, token_path: pathlib.Path) -> tuple[str, int]:
+    """A one-node cluster on 127.0.0.4 with token authentication; returns (address, process group)."""
+    env = _environ()
+    env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)})
+    port = free_port("127.0.0.4")
+    pgid = _ray_start(
+        [
+            "--head",
+            "--node-ip-address=127.0.0.4",
+            f"--port={port}",
+            "--num-cpus=1",
+            f"--temp-dir={temp_dir}",
+            "--include-dashboard=false",
+            f"--dashboard-port={free_port('127.0.0.4')}",
+            f"--ray-client-server-port={free_port('127.0.0.4')}",
+            f"--object-store-memory={OBJECT_STORE_BYTES}",
+        ],
+        env=env,
+    )
+    return f"127.0.0.4:{port}", pgid

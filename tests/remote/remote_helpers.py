@@ -38,8 +38,16 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "searchkit_core", *args]
 
 
-def run_cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cli(*args), capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+def run_cli(
+    *args: str, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cli(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env if env is not None else dict(os.environ),
+    )
 
 
 def start_cli(*args: str) -> subprocess.Popen[str]:

@@ -187,21 +187,28 @@ def test_killing_the_search_actor_process_loses_and_repeats_nothing(
     reference = results(tmp_path / "reference")
 
     config = write_config(tmp_path, "remote-kill", **changes)
-    submitted = run_cli(
+    client = start_cli(
         "run", str(config), str(MODEL_DIR), "--runner", "remote", "--address", driver.address,
-        "--storage-path", str(tmp_path / "storage"), "--detach", LINGER,
+        "--storage-path", str(tmp_path / "storage"), "--plain", LINGER,
     )  # fmt: skip
-    assert submitted.returncode == 0, submitted.stderr
-    assert "searchkit attach remote-kill" in submitted.stderr
-    wait_for(lambda: _events("remote-kill") >= 6, 60, "the search to be under way")
-    before = _state("remote-kill")
-    assert before is not None and not before["is_done"]
-    os.kill(int(before["pid"]), signal.SIGKILL)  # the search actor's process, on the head node
-    after = wait_for(
-        lambda: (s := _state("remote-kill")) is not None and s["is_done"] and s, 90, "the search to finish"
-    )
+    try:
+        read_until(client, "following")
+        wait_for(lambda: _events("remote-kill") >= 6, 60, "the search to be under way")
+        before = _state("remote-kill")
+        assert before is not None and not before["is_done"]
+        os.kill(int(before["pid"]), signal.SIGKILL)  # the search actor's process, on the head node
+        after = wait_for(
+            lambda: (s := _state("remote-kill")) is not None and s["is_done"] and s,
+            90,
+            "the search to finish",
+        )
+        out, _ = client.communicate(timeout=60)  # the client followed the search through the restart
+    finally:
+        client.kill()
     assert after["pid"] != before["pid"]  # Ray restarted the actor; it resumed from the store
     assert after["error"] is None
+    assert client.returncode == 0, out
+    assert "100.0% done" in out
     outcome = results(tmp_path / "storage" / "remote-kill")
     assert outcome == reference
 
@@ -253,6 +260,13 @@ def test_cancel_stops_the_search_and_resume_finishes_it(driver: RayCluster, tmp_
     )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
     wait_for(lambda: _events("remote-cancel") >= 3, 60, "the search to be under way")
+    # One running search per experiment name on a cluster.
+    twin = run_cli(
+        "run", str(config), str(MODEL_DIR), "--runner", "remote", "--address", driver.address,
+        "--storage-path", str(tmp_path / "elsewhere"), "--detach",
+    )  # fmt: skip
+    assert twin.returncode == 9
+    assert "an experiment named 'remote-cancel' already runs on this cluster" in twin.stderr
     cancelled = run_cli("cancel", "remote-cancel", "--address", driver.address)
     assert cancelled.returncode == 0, cancelled.stderr
     assert "cancelled 'remote-cancel'" in cancelled.stderr
@@ -265,6 +279,32 @@ def test_cancel_stops_the_search_and_resume_finishes_it(driver: RayCluster, tmp_
     resumed = run_cli("resume", str(experiment), "--address", driver.address, "--plain")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert results(experiment)["status"] == "completed"
+
+
+def test_trials_the_cluster_cannot_hold_are_refused_before_starting(
+    driver: RayCluster, tmp_path: pathlib.Path
+) -> None:
+    config = write_config(tmp_path, "remote-gpus", **{"resources.slots_per_trial": 1})
+    done = run_cli(
+        "run", str(config), str(MODEL_DIR), "--runner", "remote", "--address", driver.address,
+        "--storage-path", str(tmp_path / "storage"),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "each trial asks for 1 GPU (the cluster has 0) on the Ray cluster" in done.stderr
+    assert _state("remote-gpus") is None  # nothing was started
+
+
+def test_training_code_that_fails_to_import_on_the_cluster_is_a_user_error(
+    driver: RayCluster, tmp_path: pathlib.Path
+) -> None:
+    config = write_config(tmp_path, "remote-broken", entrypoint="broken_import:train")
+    done = run_cli(
+        "run", str(config), str(MODEL_DIR), "--runner", "remote", "--address", driver.address,
+        "--storage-path", str(tmp_path / "storage"), "--plain", LINGER,
+    )  # fmt: skip
+    assert done.returncode == 8, done.stdout + done.stderr
+    assert "searchkit: error: entrypoint broken_import:train: importing 'broken_import' failed" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_stopping_the_second_node_retries_its_trials_on_the_head(

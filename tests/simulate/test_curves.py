@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 
@@ -15,9 +16,11 @@ def test_synthetic_curves_are_reproducible_and_fall_toward_their_final_value() -
     curves = SyntheticCurves(seed=3, max_length=100)
     hp = {"lr": 0.01, "width": 32, "act": "relu"}
     values = [curves.metric(1, hp, length) for length in (0, 1, 10, 100, 1000)]
-    assert values == [SyntheticCurves(seed=3, max_length=100).metric(9, dict(hp), n) for n in (0, 1, 10, 100, 1000)]
+    assert values == [
+        SyntheticCurves(seed=3, max_length=100).metric(9, dict(hp), n) for n in (0, 1, 10, 100, 1000)
+    ]
     assert values[0] == pytest.approx(1.0)
-    assert all(a > b for a, b in zip(values, values[1:]))  # decreasing
+    assert all(a > b for a, b in itertools.pairwise(values))  # decreasing
     assert 0.05 <= values[-1] <= 0.6
 
 
@@ -28,8 +31,12 @@ def test_synthetic_curves_depend_smoothly_on_numeric_hyperparameters() -> None:
     finals = {curves.metric(1, {"lr": 10 ** (-4 + k / 5), "width": 32}, 100) for k in range(20)}
     assert abs(base - near) < 1e-3
     assert max(finals) - min(finals) > 0.05  # hyperparameters matter
-    assert curves.metric(1, {"lr": 0.01, "width": 32}, 100) != curves.metric(1, {"lr": 0.01, "width": 48}, 100)
-    assert SyntheticCurves(seed=4).metric(1, {"lr": 0.01}, 50) != SyntheticCurves(seed=3).metric(1, {"lr": 0.01}, 50)
+    assert curves.metric(1, {"lr": 0.01, "width": 32}, 100) != curves.metric(
+        1, {"lr": 0.01, "width": 48}, 100
+    )
+    assert SyntheticCurves(seed=4).metric(1, {"lr": 0.01}, 50) != SyntheticCurves(seed=3).metric(
+        1, {"lr": 0.01}, 50
+    )
 
 
 def test_noise_is_a_function_of_the_trial_and_length_not_of_call_order() -> None:
@@ -39,7 +46,7 @@ def test_noise_is_a_function_of_the_trial_and_length_not_of_call_order() -> None
     a = [curves.metric(1, hp, n) for n in range(1, 50)]
     b = [curves.metric(1, hp, n) for n in reversed(range(1, 50))][::-1]
     assert a == b
-    deltas = [x - clean.metric(1, hp, n) for n, x in zip(range(1, 50), a)]
+    deltas = [x - clean.metric(1, hp, n) for n, x in zip(range(1, 50), a, strict=False)]
     assert 0.01 < max(abs(d) for d in deltas) < 0.3
 
 
@@ -57,7 +64,7 @@ def _table(tmp_path: pathlib.Path, rows: list[str]) -> pathlib.Path:
 
 
 def _row(config_id: str, hparams: dict[str, object], step: int, metric: float, sps: float = 1.5) -> str:
-    return f"{config_id},\"{json.dumps(hparams).replace(chr(34), chr(34) * 2)}\",{step},{metric},{sps}"
+    return f'{config_id},"{json.dumps(hparams).replace(chr(34), chr(34) * 2)}",{step},{metric},{sps}'
 
 
 def test_a_table_gives_each_trial_a_tabulated_curve(tmp_path: pathlib.Path) -> None:
@@ -94,7 +101,10 @@ def test_a_table_gives_each_trial_a_tabulated_curve(tmp_path: pathlib.Path) -> N
         (["config_id,hparams,step"], "lacks column\\(s\\) metric, seconds_per_step"),
         (["config_id,hparams,step,metric,seconds_per_step"], "no rows"),
         (["config_id,hparams,step,metric,seconds_per_step", 'a,"{",1,0.5,1'], ":2: hparams is not JSON"),
-        (["config_id,hparams,step,metric,seconds_per_step", "a,{},x,0.5,1"], ":2: step, metric and seconds_per_step"),
+        (
+            ["config_id,hparams,step,metric,seconds_per_step", "a,{},x,0.5,1"],
+            ":2: step, metric and seconds_per_step",
+        ),
         (["config_id,hparams,step,metric,seconds_per_step", "a,{},1,0.5,0"], ":2: step must be >= 0"),
         (
             ["config_id,hparams,step,metric,seconds_per_step", "a,{},1,0.5,1", 'a,"{""x"": 1}",2,0.5,1'],
@@ -102,7 +112,9 @@ def test_a_table_gives_each_trial_a_tabulated_curve(tmp_path: pathlib.Path) -> N
         ),
     ],
 )
-def test_a_bad_table_is_a_config_error_naming_the_row(tmp_path: pathlib.Path, rows: list[str], message: str) -> None:
+def test_a_bad_table_is_a_config_error_naming_the_row(
+    tmp_path: pathlib.Path, rows: list[str], message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         TableCurves.from_csv(_table(tmp_path, rows))
 

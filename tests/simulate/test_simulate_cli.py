@@ -38,7 +38,9 @@ CONFIG = textwrap.dedent(
 @pytest.fixture
 def model_dir(tmp_path: pathlib.Path) -> pathlib.Path:
     (tmp_path / "config.yaml").write_text(CONFIG)
-    (tmp_path / "model_def.py").write_text("def train(ctx):\n    raise RuntimeError('never called by simulate')\n")
+    (tmp_path / "model_def.py").write_text(
+        "def train(ctx):\n    raise RuntimeError('never called by simulate')\n"
+    )
     return tmp_path
 
 
@@ -58,7 +60,9 @@ def test_the_simulate_runner_is_registered() -> None:
 
 
 def test_a_preview_reports_trials_per_length_cost_and_virtual_time(model_dir: pathlib.Path) -> None:
-    done = searchkit("run", "config.yaml", "--runner", "simulate", "--experiment-dir", "exp", "--quiet", cwd=model_dir)
+    done = searchkit(
+        "run", "config.yaml", "--runner", "simulate", "--experiment-dir", "exp", "--quiet", cwd=model_dir
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "simulate: synthetic curves (seed 7), 1 s per unit, 8 workers" in out
@@ -82,7 +86,9 @@ def test_a_preview_reports_trials_per_length_cost_and_virtual_time(model_dir: pa
     # max_concurrent_trials workers: nothing waits, so every segment starts when it is issued.
     assert all(m[3]["segment_end"] - m[3]["segment_start"] == m[3]["units"] for m in validations)
 
-    again = searchkit("run", "config.yaml", "--runner", "simulate", "--experiment-dir", "exp2", "--quiet", cwd=model_dir)
+    again = searchkit(
+        "run", "config.yaml", "--runner", "simulate", "--experiment-dir", "exp2", "--quiet", cwd=model_dir
+    )
     assert again.stdout == out  # same seed, same preview
 
     resumed = searchkit("resume", "exp", cwd=model_dir)
@@ -122,7 +128,9 @@ def test_a_curve_table_drives_the_preview(model_dir: pathlib.Path) -> None:
                 trial_id = next(t.trial_id for t in store.trials() if t.request_id == rid)
                 i = (trial_id - 1) % 3
                 assert metrics["validation_loss"] == pytest.approx(1.0 / (1 + steps * (i + 1)))
-                assert metrics["segment_end"] - metrics["segment_start"] == pytest.approx(0.5 * metrics["units"])
+                assert metrics["segment_end"] - metrics["segment_start"] == pytest.approx(
+                    0.5 * metrics["units"]
+                )
     finally:
         store.close()
 
@@ -138,7 +146,9 @@ def test_a_curve_table_drives_the_preview(model_dir: pathlib.Path) -> None:
     ],
 )
 def test_bad_options_are_one_line_errors(model_dir: pathlib.Path, option: str, message: str) -> None:
-    done = searchkit("run", "config.yaml", "--runner", "simulate", "--experiment-dir", "bad", option, cwd=model_dir)
+    done = searchkit(
+        "run", "config.yaml", "--runner", "simulate", "--experiment-dir", "bad", option, cwd=model_dir
+    )
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert re.search(message, done.stderr), done.stderr
     assert "Traceback" not in done.stderr

@@ -13,15 +13,17 @@ import logging
 import os
 import re
 import socket
+import sys
+import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from searchkit_core.errors import ConfigError, SearchkitError
 
 NAMESPACE = "searchkit"
 ACTOR_PREFIX = "searchkit-experiment:"
-DEFAULT_CONNECT_TIMEOUT = 20.0
+DEFAULT_CONNECT_TIMEOUT = 15.0
 CALL_TIMEOUT = 30.0
 
 
@@ -85,9 +87,9 @@ def connect(
 
     key = (address, json.dumps(dict(runtime_env or {}), sort_keys=True))
     if ray.is_initialized():
-        if _connected[0] == key or (_connected[0] is None and not runtime_env):
+        if _connected[0] == key:
             return
-        ray.shutdown()  # another cluster or another code directory: a new job
+        ray.shutdown()  # another cluster or another code directory (or a Ray we did not start): a new job
         _connected[0] = None
     host_port = _split(address)
     if host_port is None:
@@ -121,8 +123,17 @@ def connect(
 
     # ray.init in a helper thread (so that it can be abandoned) warns that it cannot set a SIGTERM handler.
     logging.getLogger("ray._private.worker").addFilter(_drop_sigterm_warning)
-    threading.Thread(target=init, name="searchkit-ray-connect", daemon=True).start()
-    if not done.wait(timeout):
+    with _StderrCapture() as capture:
+        threading.Thread(target=init, name="searchkit-ray-connect", daemon=True).start()
+        capture.is_done = done.wait(timeout)
+    noise = capture.text
+    if not capture.is_done:
+        if "InvalidAuthToken" in noise or "Unauthenticated" in noise:
+            raise ClusterError(
+                f"the Ray cluster at {address} requires an authentication token and this client has none "
+                "that it accepts: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) to the "
+                "cluster's token; see docs/remote.md"
+            )
         raise ClusterError(
             f"{address} accepts connections but no Ray cluster answered within {timeout:g} s (is it the "
             "head node's GCS port? Do not use 127.0.0.1 or localhost as a node address, see docs/remote.md)."
@@ -134,6 +145,41 @@ def connect(
         hint = _auth_hint() if "auth" in text.lower() or "token" in text.lower() else ""
         raise ClusterError(f"cannot connect to the Ray cluster at {address}: {text}{hint}") from None
     _connected[0] = key
+
+
+class _StderrCapture:
+    """Route file descriptor 2 to a file while Ray connects: its C++ client retries noisily on stderr.
+
+    If the connection attempt is abandoned (``is_done`` false), the stuck
+    thread keeps writing to descriptor 2, so that stays on the file and
+    Python's ``sys.stderr`` moves to a copy of the original descriptor.
+    """
+
+    def __init__(self) -> None:
+        self.is_done = True
+        self.text = ""
+
+    def __enter__(self) -> _StderrCapture:
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.is_done:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        else:
+            sys.stderr = open(self._saved, "w", buffering=1, closefd=True)  # noqa: SIM115 - lives on
+        self._file.seek(0)
+        self.text = self._file.read().decode(errors="replace")
+        self._file.close()
+        if self.is_done and self.text.strip():
+            # Keep what Ray said on success or failure (warnings a user should see), minus the retries.
+            kept = [line for line in self.text.splitlines() if "gcs_client.cc" not in line]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
 
 
 def _drop_sigterm_warning(record: logging.LogRecord) -> bool:
@@ -152,14 +198,45 @@ def disconnect() -> None:
     _connected[0] = None
 
 
-def get_search_actor(experiment_name: str, address: str) -> Any:
-    """The handle of the search actor driving ``experiment_name``, or ClusterError naming what runs instead."""
+def bounded(function: Callable[[], Any], what: str, timeout: float = CALL_TIMEOUT) -> Any:
+    """Run a blocking Ray call in a helper thread; ClusterError if it does not return within ``timeout``."""
+    result: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            result["value"] = function()
+        except BaseException as exc:
+            result["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="searchkit-ray-call", daemon=True).start()
+    if not done.wait(timeout):
+        raise ClusterError(f"the Ray cluster did not answer within {timeout:g} s ({what})")
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def find_search_actor(experiment_name: str) -> Any | None:
+    """The search actor's handle, or None when no search of that name runs (bounded)."""
     import ray
 
-    try:
-        return ray.get_actor(actor_name(experiment_name), namespace=NAMESPACE)
-    except ValueError:
-        pass
+    def lookup() -> Any | None:
+        try:
+            return ray.get_actor(actor_name(experiment_name), namespace=NAMESPACE)
+        except ValueError:
+            return None
+
+    return bounded(lookup, f"looking up the search actor of {experiment_name!r}")
+
+
+def get_search_actor(experiment_name: str, address: str) -> Any:
+    """The handle of the search actor driving ``experiment_name``, or ClusterError naming what runs instead."""
+    handle = find_search_actor(experiment_name)
+    if handle is not None:
+        return handle
     running = running_experiments()
     listed = ", ".join(repr(n) for n in running) if running else "none"
     raise ClusterError(
@@ -173,7 +250,7 @@ def running_experiments() -> list[str]:
     import ray
 
     try:
-        actors = ray.util.list_named_actors(all_namespaces=True)
+        actors = bounded(lambda: ray.util.list_named_actors(all_namespaces=True), "listing named actors")
     except Exception:
         return []
     names = []

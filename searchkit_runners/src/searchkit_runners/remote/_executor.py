@@ -47,7 +47,7 @@ from searchkit_core._executor import (
     TrialExited,
     ValidationReported,
 )
-from searchkit_core.errors import UserCodeError
+from searchkit_core.errors import ConfigError, UserCodeError
 from searchkit_runners.local import _messages as msg
 from searchkit_runners.local._executor import _note_in_log
 
@@ -105,11 +105,29 @@ class _Actor:
     is_dead: bool = False
 
 
+def check_capacity(resources: TrialResources, total: Mapping[str, float]) -> None:
+    """ConfigError when the cluster (``ray.cluster_resources()``) cannot hold even one trial."""
+    wanted = {"CPU": resources.num_cpus, "GPU": resources.num_gpus, **dict(resources.custom)}
+    missing = [
+        f"{amount:g} {name} (the cluster has {total.get(name, 0.0):g})"
+        for name, amount in wanted.items()
+        if amount > 0 and total.get(name, 0.0) < amount
+    ]
+    if missing:
+        raise ConfigError(
+            "each trial asks for "
+            + ", ".join(missing)
+            + " on the Ray cluster, so no trial could ever start; "
+            "lower resources.slots_per_trial / resources.cpus_per_trial / --trial-resources, or add nodes"
+        )
+
+
 def default_workers(resources: TrialResources) -> int:
     """How many trials the cluster can hold at once with ``resources`` each (at least 1)."""
     import ray
 
     total = ray.cluster_resources()
+    check_capacity(resources, total)
     counts: list[float] = []
     if resources.num_cpus > 0:
         counts.append(total.get("CPU", 0.0) / resources.num_cpus)

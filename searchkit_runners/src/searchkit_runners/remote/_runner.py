@@ -30,12 +30,19 @@ from searchkit_runners.remote._cluster import (
     NAMESPACE,
     ClusterError,
     actor_name,
+    bounded,
     call,
     connect,
+    find_search_actor,
     get_search_actor,
     resolve_address,
 )
-from searchkit_runners.remote._executor import DEFAULT_GRACE_PERIOD, RayExecutor, TrialResources
+from searchkit_runners.remote._executor import (
+    DEFAULT_GRACE_PERIOD,
+    RayExecutor,
+    TrialResources,
+    check_capacity,
+)
 
 #: Exit code of a search that was cancelled (``searchkit cancel``) before its end; resume continues it.
 EXIT_CANCELLED = 130
@@ -48,14 +55,13 @@ def _number(options: Mapping[str, Any], key: str, default: float | None, *, is_i
     value = options.get(key)
     if value is None:
         return default
+    kind = "integer" if is_int else "number"
     try:
         number = int(value) if is_int else float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"runner option {key} must be a positive number, got {value!r}") from None
+        raise ConfigError(f"runner option {key} must be a positive {kind}, got {value!r}") from None
     if not number > 0 or (is_int and str(number) != str(value).strip()):
-        raise ConfigError(
-            f"runner option {key} must be a positive {'integer' if is_int else 'number'}, got {value!r}"
-        )
+        raise ConfigError(f"runner option {key} must be a positive {kind}, got {value!r}")
     return number
 
 
@@ -206,6 +212,8 @@ class RemoteRunner:
     """
 
     def run(self, request: RunRequest) -> int:
+        import ray
+
         info = open_experiment(request.experiment_dir)
         options = dict(request.options)
         model_dir = request.model_dir if request.model_dir is not None else info.model_dir
@@ -216,6 +224,9 @@ class RemoteRunner:
             address,
             _number(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
             runtime_env=code_runtime_env(model_dir, options),
+        )
+        check_capacity(
+            trial_resources(info, options), bounded(ray.cluster_resources, "reading the cluster's resources")
         )
         handle = submit(info, options)
         name = info.config.name
@@ -249,10 +260,7 @@ def submit(info: ExperimentInfo, options: Mapping[str, Any]) -> Any:
     from searchkit_runners.remote._search_actor import SearchActor
 
     name = actor_name(info.config.name)
-    try:
-        existing = ray.get_actor(name, namespace=NAMESPACE)
-    except ValueError:
-        existing = None
+    existing = find_search_actor(info.config.name)
     if existing is not None:
         state = json.loads(call(existing.state.remote(), timeout=CALL_TIMEOUT))
         if pathlib.Path(state["experiment_dir"]) != info.experiment_dir:
@@ -265,7 +273,7 @@ def submit(info: ExperimentInfo, options: Mapping[str, Any]) -> Any:
             _say(f"{info.config.name!r} already runs on the cluster: following it")
             return existing
         call(existing.release.remote(), timeout=CALL_TIMEOUT)
-        _wait_gone(name)
+        _wait_gone(info.config.name)
     head = _head_node_id()
     actor_options: dict[str, Any] = {
         "name": name,
@@ -296,24 +304,20 @@ def submit(info: ExperimentInfo, options: Mapping[str, Any]) -> Any:
     return handle
 
 
-def _wait_gone(name: str, timeout: float = 15.0) -> None:
-    import ray
-
+def _wait_gone(experiment_name: str, timeout: float = 15.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        try:
-            ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:
+        if find_search_actor(experiment_name) is None:
             return
         time.sleep(0.2)
-    raise ClusterError(f"the finished search actor {name!r} did not leave within {timeout:g} s")
+    raise ClusterError(f"the finished search actor of {experiment_name!r} did not leave within {timeout:g} s")
 
 
 def _head_node_id() -> str | None:
     import ray
 
     try:
-        for node in ray.nodes():
+        for node in bounded(ray.nodes, "listing the cluster's nodes"):
             if node.get("Alive") and "node:__internal_head__" in (node.get("Resources") or {}):
                 return str(node["NodeID"])
     except Exception:

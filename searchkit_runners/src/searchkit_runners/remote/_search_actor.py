@@ -60,6 +60,17 @@ def view_from_json(data: dict[str, Any]) -> SearchView:
     )
 
 
+def _log_to(path: pathlib.Path) -> None:
+    """Also write searchkit's log (engine, executor) to the experiment directory, across restarts."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        return  # the storage problem shows up when the store is opened
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.getLogger("searchkit").addHandler(handler)
+
+
 class SearchActor:
     """Drives one experiment on the cluster; see the module docstring.
 
@@ -81,6 +92,8 @@ class SearchActor:
         from searchkit_runners.remote._trial_actor import node_identity
 
         self._identity = node_identity()  # node_id, node_ip, host, pid
+        _log_to(self.experiment_dir / "logs" / "search-actor.log")
+        log.info("search actor started on %s; driving %s", self._identity, self.experiment_dir)
         threading.Thread(target=self._drive, name="searchkit-drive", daemon=True).start()
 
     # -- the engine thread ------------------------------------------------------------

@@ -19,6 +19,7 @@ import queue
 import threading
 from typing import Any
 
+from searchkit_core._trial import trial_logger
 from searchkit_core._usercode import load_entrypoint
 from searchkit_core.errors import UserCodeError
 from searchkit_runners.local import _messages as msg
@@ -140,5 +141,15 @@ class TrialActor:
             command = self._channel.next_command()
             if isinstance(command, msg.ExitWorker):
                 return
+            where = self._identity
+            trial_logger(self._config["experiment_dir"], command.trial_id).info(
+                "searchkit: trial %d runs in Ray trial actor %s on node %s (%s, host %s, pid %s)",
+                command.trial_id,
+                self._config["index"],
+                where.get("node_ip"),
+                where.get("node_id"),
+                where.get("host"),
+                where.get("pid"),
+            )
             status = run_trial(self._train, command, self._channel, self._config, int(self._config["index"]))
             self._channel.send(msg.RunEnded(command.run_id, status))

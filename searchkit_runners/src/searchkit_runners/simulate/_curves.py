@@ -90,8 +90,21 @@ class SyntheticCurves:
     noise: float = 0.0
     base_seconds_per_unit: float = 1.0
     vary_cost: bool = False
+    # Shapes by hyperparameters (JSON text): a trial validates several times.
+    _shapes: dict[str, tuple[float, float, float]] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False
+    )
 
     def _shape(self, hparams: Mapping[str, Any]) -> tuple[float, float, float]:
+        key = json.dumps(hparams, sort_keys=True)
+        shape = self._shapes.get(key)
+        if shape is None:
+            if len(self._shapes) > 4096:
+                self._shapes.clear()
+            shape = self._shapes[key] = self._compute_shape(hparams)
+        return shape
+
+    def _compute_shape(self, hparams: Mapping[str, Any]) -> tuple[float, float, float]:
         feats = _features(hparams)
         quality = 0.0
         speed = 0.0
@@ -201,12 +214,16 @@ class TableCurves:
                     metric = float(row["metric"])
                     seconds = float(row["seconds_per_step"])
                 except (TypeError, ValueError) as exc:
-                    raise ConfigError(f"{where}: step, metric and seconds_per_step must be numbers ({exc})") from None
+                    raise ConfigError(
+                        f"{where}: step, metric and seconds_per_step must be numbers ({exc})"
+                    ) from None
                 if step < 0 or not math.isfinite(seconds) or seconds <= 0:
                     raise ConfigError(f"{where}: step must be >= 0 and seconds_per_step > 0")
                 entry = rows.setdefault(config_id, {"hparams": hparams, "points": {}, "seconds": seconds})
                 if entry["hparams"] != hparams:
-                    raise ConfigError(f"{where}: hparams differ from the earlier rows of config {config_id!r}")
+                    raise ConfigError(
+                        f"{where}: hparams differ from the earlier rows of config {config_id!r}"
+                    )
                 entry["points"][step] = metric
         curves = []
         for config_id, entry in rows.items():

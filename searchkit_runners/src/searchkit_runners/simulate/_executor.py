@@ -133,9 +133,13 @@ class SimulateExecutor:
             self._cancel(rid)
         run = _Run(segment, min(self._trained.get(rid, 0), segment.length))
         self._active[rid] = run
-        if self._free > 0:
-            start = self._restored_starts.pop((rid, segment.length, segment.restarts), segment.issued_at)
-            self._start(run, start)
+        restored = self._restored_starts.pop((rid, segment.length, segment.restarts), None)
+        if restored is not None:
+            # It took a worker that a completion not yet committed gives back at the same
+            # instant: it runs now, and free workers may go negative until that completion.
+            self._start(run, restored)
+        elif self._free > 0:
+            self._start(run, segment.issued_at)
         else:
             heapq.heappush(self._queue, (segment.issued_at, segment.trial_id, next(self._counter), run))
 
@@ -171,13 +175,22 @@ class SimulateExecutor:
             rid = segment.request_id
             del self._active[rid]
             if run.crash_at is not None:
-                units = round((run.crash_at - run.start) / max(run.finish - run.start, 1e-300) * (segment.length - run.from_length))
+                units = round(
+                    (run.crash_at - run.start)
+                    / max(run.finish - run.start, 1e-300)
+                    * (segment.length - run.from_length)
+                )
                 finished.append(
                     MetricsReported(
                         rid,
                         SIMULATE_GROUP,
                         segment.length,
-                        {"crashed": instant, "started": run.start, "restarts": segment.restarts, "units": units},
+                        {
+                            "crashed": instant,
+                            "started": run.start,
+                            "restarts": segment.restarts,
+                            "units": units,
+                        },
                         instant,
                     )
                 )
@@ -228,7 +241,11 @@ class SimulateExecutor:
         run.start = start
         run.finish = max(start + duration, self._clock)
         at = run.finish
-        if self.crash_fraction and _unit(self.seed, "crash", segment.trial_id, segment.length, segment.restarts) < self.crash_fraction:
+        if (
+            self.crash_fraction
+            and _unit(self.seed, "crash", segment.trial_id, segment.length, segment.restarts)
+            < self.crash_fraction
+        ):
             when = 0.1 + 0.8 * _unit(self.seed, "when", segment.trial_id, segment.length, segment.restarts)
             run.crash_at = at = max(start + duration * when, self._clock)
         heapq.heappush(self._events, (at, segment.trial_id, next(self._counter), run))

@@ -132,7 +132,9 @@ class SimulateSettings:
         )
 
 
-def build_executor(info: ExperimentInfo, options: Mapping[str, Any]) -> tuple[SimulateExecutor, SimulateSettings]:
+def build_executor(
+    info: ExperimentInfo, options: Mapping[str, Any]
+) -> tuple[SimulateExecutor, SimulateSettings]:
     """The executor for an experiment, restored from its store when it already ran."""
     settings = SimulateSettings.from_options(options, info)
     executor = SimulateExecutor(
@@ -167,7 +169,9 @@ class SimulationSummary:
     states: dict[str, int]
 
     @classmethod
-    def read(cls, experiment_dir: pathlib.Path, *, workers: int, smaller_is_better: bool) -> SimulationSummary:
+    def read(
+        cls, experiment_dir: pathlib.Path, *, workers: int, smaller_is_better: bool
+    ) -> SimulationSummary:
         store = Store.open(db_path(experiment_dir), is_readonly=True)
         try:
             trials = store.trials()
@@ -217,10 +221,14 @@ class SimulationSummary:
         )
 
     def lines(self, unit: str = "units") -> list[str]:
-        out = [f"simulated search: {self.trials} trials ({', '.join(f'{n} {s}' for s, n in sorted(self.states.items()))})"]
+        out = [
+            f"simulated search: {self.trials} trials ({', '.join(f'{n} {s}' for s, n in sorted(self.states.items()))})"
+        ]
         for length, count in self.reached.items():
             out.append(f"  reached {length} {unit}: {count} trials")
-        utilization = self.busy_seconds / (self.virtual_seconds * self.workers) if self.virtual_seconds > 0 else 0.0
+        utilization = (
+            self.busy_seconds / (self.virtual_seconds * self.workers) if self.virtual_seconds > 0 else 0.0
+        )
         out.append(
             f"training: {self.units} {unit} in total, {self.busy_seconds:.6g} worker-seconds"
             + (f", {self.crashes} crashed segments" if self.crashes else "")
@@ -230,7 +238,9 @@ class SimulationSummary:
             f"({format_duration(self.virtual_seconds)}), {utilization:.0%} of worker time used"
         )
         if self.best_trial_id is not None:
-            out.append(f"best: trial {self.best_trial_id}, metric {self.best_metric:.6g} at {self.best_length} {unit}")
+            out.append(
+                f"best: trial {self.best_trial_id}, metric {self.best_metric:.6g} at {self.best_length} {unit}"
+            )
         return out
 
 
@@ -253,7 +263,9 @@ class SimulateRunner:
         else:
             display = make_display(force_plain=settings.is_plain)
             with stop, display:
-                outcome = drive(info.experiment_dir, executor, observer=display, should_stop=stop.is_set, poll=0.0)
+                outcome = drive(
+                    info.experiment_dir, executor, observer=display, should_stop=stop.is_set, poll=0.0
+                )
         summary = SimulationSummary.read(
             info.experiment_dir, workers=settings.workers, smaller_is_better=info.config.smaller_is_better
         )
