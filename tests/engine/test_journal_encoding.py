@@ -19,6 +19,7 @@ from searchkit_core._events import (
     ValidationCompleted,
 )
 from searchkit_core._operations import Close, Create, ExitedReason, Progress, Shutdown, ValidateAfter
+from searchkit_core.errors import WireFormatError
 
 RID = uuid.UUID("12345678-1234-4234-9234-123456789abc")
 
@@ -95,3 +96,30 @@ def test_metrics_are_written_as_the_wire_writes_them() -> None:
         {"deep": {"a": [1]}},
     ):
         assert json.loads(_metrics_text(metrics)) == _wire.unstructure(metrics)
+
+
+def test_engine_snapshots_read_back_as_the_wire_reads_them() -> None:
+    from searchkit_core._engine import LedgerSnapshot, _snapshot_from_text
+
+    snap = LedgerSnapshot(
+        request_ids=[str(RID)],
+        trial_ids=[1],
+        hparams=[{"lr": 0.1}],
+        trained=[10],
+        targets=[[30]],
+        closed=[False],
+        exited=[None],
+        restarts=[0],
+        last_metric=[float("-inf")],
+        issued_at=[float("inf")],
+        errors=[None],
+        pending=[],
+        is_shut_down=True,
+        shutdown_cancel=False,
+        shutdown_failure=False,
+        progress=1.0,
+    )
+    text = _wire.dumps_fragment(snap).encode()
+    assert _snapshot_from_text(text) == _wire.structure(json.loads(text), LedgerSnapshot)
+    with pytest.raises(WireFormatError, match="bogus"):
+        _snapshot_from_text(text.replace(b'"progress"', b'"bogus"'))

@@ -104,6 +104,7 @@ def test_unreachable_address_fails_within_seconds(
     assert elapsed < 5
     errors = [line for line in err if line.startswith("searchkit: error:")]
     assert len(errors) == 1 and f"cannot reach a Ray cluster at {address}" in errors[0]
+    assert not (tmp_path / "remote-unreachable").exists()  # a mistake leaves nothing behind
     assert not any("Traceback" in line for line in err)
     for command in (["attach", "x"], ["cancel", "x"], ["status", "x"]):
         started = time.monotonic()
@@ -252,7 +253,10 @@ def test_a_client_detaches_and_reattaches(driver: RayCluster, tmp_path: pathlib.
 
 def test_cancel_stops_the_search_and_resume_finishes_it(driver: RayCluster, tmp_path: pathlib.Path) -> None:
     config = write_config(
-        tmp_path, "remote-cancel", **{"searcher.max_trials": 6, "hyperparameters.unit_seconds": 0.1}
+        # about 15 s of training: still running when the cancel comes (after two more CLI calls)
+        tmp_path,
+        "remote-cancel",
+        **{"searcher.max_trials": 6, "hyperparameters.unit_seconds": 1.5},
     )
     submitted = run_cli(
         "run", str(config), str(MODEL_DIR), "--runner", "remote", "--address", driver.address,

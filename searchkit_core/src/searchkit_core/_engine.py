@@ -176,6 +176,25 @@ def _snapshot_text(snap: LedgerSnapshot) -> str:
     return _ENCODE(data)
 
 
+def _snapshot_from_text(body: bytes) -> LedgerSnapshot:
+    """Read what :func:`_snapshot_text` wrote; anything unexpected goes through the wire's checks."""
+    data = json.loads(body)
+    names = [f.name for f in attrs.fields(LedgerSnapshot)]
+    if not (isinstance(data, dict) and data.get("type") == "LedgerSnapshot" and len(data) == len(names) + 1):
+        return _wire.structure(data, LedgerSnapshot)
+    try:
+        values = {name: data[name] for name in names}
+    except KeyError:
+        return _wire.structure(data, LedgerSnapshot)
+    for name in ("last_metric", "issued_at"):
+        column = values[name]
+        if any(type(v) is str for v in column):  # non-finite numbers, spelled by the wire
+            values[name] = [_wire.structure(v, float) if type(v) is str else v for v in column]
+    if type(values["progress"]) is str:
+        values["progress"] = _wire.structure(values["progress"], float)
+    return LedgerSnapshot(**values)
+
+
 def _metrics_text(metrics: Any) -> str:
     """A metrics dict as JSON: flat dicts of plain values directly, anything else through the wire."""
     if type(metrics) is dict:
@@ -266,6 +285,9 @@ class Engine:
         self._checkpoint_rows: list[tuple[str, str, int, str, float]] = []
         self._row_bytes_since_snapshot = 0
         self._last_snapshot_bytes = 0
+        self._engine_snapshot_seq = 0  # journal positions the stored snapshots stand for
+        self._method_snapshot_seq = 0
+        self.is_method_loaded = True  # False: a finished search resumed without its method
         self._shutdown_now: Shutdown | None = None
         self._started = time.monotonic()
         self._last_view = 0.0
@@ -279,17 +301,23 @@ class Engine:
         engine_seq = 0
         if snap is not None:
             engine_seq, body = snap
-            self._load_ledger(_wire.structure(json.loads(body), LedgerSnapshot))
+            self._load_ledger(_snapshot_from_text(body))
             self._last_snapshot_bytes = len(body)
         method_seq = 0
         if method_snap is not None:
             method_seq = method_snap[0]
             if method_seq < engine_seq:
                 raise StoreError(f"{self.store.path}: the method snapshot is older than the engine snapshot")
-            self._load_method(self.store.files())
+            if self.ledger.shutdown is not None and self.store.journal_length() == engine_seq:
+                # A finished search with nothing to replay: the method is never called again.
+                self.is_method_loaded = False
+            else:
+                self._load_method(self.store.files())
         elif engine_seq > 0:
             raise StoreError(f"{self.store.path}: the engine snapshot has no method snapshot beside it")
         self.seq = engine_seq
+        self._engine_snapshot_seq = engine_seq
+        self._method_snapshot_seq = method_seq
         for row in self.store.journal(after=engine_seq):
             event = _wire.structure(json.loads(row.event), JournalEvent)
             recorded = row.operations
@@ -330,7 +358,7 @@ class Engine:
                 trial_id=snap.trial_ids[i],
                 hparams=snap.hparams[i],
                 trained=snap.trained[i],
-                targets=collections.deque(snap.targets[i]),
+                targets=list(snap.targets[i]),
                 closed=snap.closed[i],
                 exited_reason=ExitedReason(exited) if exited is not None else None,
                 restarts=snap.restarts[i],
@@ -578,7 +606,7 @@ class Engine:
         if isinstance(event, ValidationCompleted):
             rec = ledger.trials[event.request_id]
             before = rec.state.value
-            rec.targets.popleft()
+            del rec.targets[0]
             rec.trained = event.train_length
             rec.last_metric = event.metric
             state._trial_progress[rec.request_id] = event.train_length
@@ -701,19 +729,23 @@ class Engine:
             log.exception("could not record the last reports")
 
     def _snapshot_if_due(self, store: Store, *, final: bool) -> None:
-        due = final or self._row_bytes_since_snapshot >= max(
+        # Nothing new since the stored snapshots (a finished search resumed): write nothing.
+        due = (final and self.seq > self._engine_snapshot_seq) or self._row_bytes_since_snapshot >= max(
             MIN_SNAPSHOT_INTERVAL, self._last_snapshot_bytes * SNAPSHOT_FRACTION
         )
-        if not self.is_replayable:
+        if not self.is_replayable and self.seq > self._method_snapshot_seq:
             # Not replayable: the method's state must match the journal after every commit.
             store.put_files(self._dump_method())
             store.put_snapshot("method", self.seq, b"")
+            self._method_snapshot_seq = self.seq
         if due:
             body = self._dump_ledger()
             store.put_snapshot("engine", self.seq, body)
+            self._engine_snapshot_seq = self.seq
             if self.is_replayable:
                 store.put_files(self._dump_method())
                 store.put_snapshot("method", self.seq, b"")
+                self._method_snapshot_seq = self.seq
             self._last_snapshot_bytes = len(body)
             self._row_bytes_since_snapshot = 0
 
@@ -754,7 +786,10 @@ class Engine:
 
     def view(self, *, is_finished: bool = False) -> SearchView:
         try:
-            progress = float(self.method.progress(self.ledger.searcher_state))
+            # A finished search resumed without loading its method is done.
+            progress = (
+                float(self.method.progress(self.ledger.searcher_state)) if self.is_method_loaded else 1.0
+            )
         except Exception:
             progress = self.ledger.progress
         best_metric, best_id = self._best if self._best else (None, None)

@@ -326,14 +326,17 @@ class Store:
             ],
         )
 
-    def trials(self) -> list[TrialRow]:
-        return [
-            TrialRow(*row)
-            for row in self._query(
-                "SELECT request_id, trial_id, hparams, state, trained, target, restarts, last_metric, "
-                "error, updated_seq FROM trials ORDER BY trial_id"
-            )
-        ]
+    def trials(self, states: Sequence[str] | None = None) -> list[TrialRow]:
+        """Every trial in creation order; only those in ``states`` (TrialState values) when given."""
+        sql = (
+            "SELECT request_id, trial_id, hparams, state, trained, target, restarts, last_metric, "
+            "error, updated_seq FROM trials"
+        )
+        args: tuple[Any, ...] = ()
+        if states is not None:
+            sql += f" WHERE state IN ({', '.join('?' for _ in states)})"
+            args = tuple(states)
+        return [TrialRow(*row) for row in self._query(sql + " ORDER BY trial_id", args)]
 
     def put_metrics(self, rows: Iterable[tuple[str, str, int, str, float]]) -> None:
         self._db.executemany(

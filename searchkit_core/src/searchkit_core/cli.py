@@ -148,6 +148,9 @@ def plugins(
     from rich.text import Text
 
     console = Console(soft_wrap=False, highlight=False)
+    if not console.is_terminal:
+        # Piped or captured output has no width to respect: never cut a name to fit 80 columns.
+        console = Console(soft_wrap=False, highlight=False, width=200)
     if not document["plugins"]:
         console.print("no searchkit plugins are installed (pip install searchkit-asha searchkit-runners)")
         return 0
@@ -351,6 +354,8 @@ def run(
     from searchkit_core._usercode import check_entrypoint
 
     check_entrypoint(resolved_model_dir, loaded.entrypoint)  # before anything is stored
+    if runner_plugin.preflight is not None:
+        runner_plugin.preflight(runner_options)
     # --storage-path (remote runner): experiments live where every cluster node reaches them.
     experiments_root = storage_path if storage_path is not None else DEFAULT_EXPERIMENTS_DIR
     target = experiment_dir if experiment_dir is not None else experiments_root / loaded.name

@@ -83,6 +83,10 @@ class RunnerPlugin:
     attach: Callable[[str, Mapping[str, Any]], int] | None = None
     cancel: Callable[[str, Mapping[str, Any]], int] | None = None
     status: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = None
+    #: Called by ``searchkit run`` with the runner options before anything is stored: raise a
+    #: SearchkitError if the runner cannot start (no cluster at the address, say), so that a
+    #: mistake leaves no experiment directory behind. ``None``: nothing to check.
+    preflight: Callable[[Mapping[str, Any]], None] | None = None
 
 
 @attrs.frozen

@@ -204,7 +204,7 @@ class MethodDriver:
         if record is None or record.is_ended:
             return  # stale: the engine would not have sent it; the method must have ignored it
         if isinstance(event, ValidationCompleted) and record.targets:
-            record.targets.popleft()
+            del record.targets[0]
             record.trained = event.train_length
             record.last_metric = event.metric
             state._trial_progress[record.request_id] = event.train_length

@@ -49,6 +49,12 @@ def _remote_cancel(name: str, options: Mapping[str, Any]) -> int:
     return cancel(name, options)
 
 
+def _remote_preflight(options: Mapping[str, Any]) -> None:
+    from searchkit_runners.remote import preflight
+
+    preflight(options)
+
+
 def _remote_status(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     from searchkit_runners.remote import status_document
 
@@ -73,6 +79,7 @@ RUNNERS: list[RunnerPlugin] = [
         attach=_remote_attach,
         cancel=_remote_cancel,
         status=_remote_status,
+        preflight=_remote_preflight,
     ),
 ]
 

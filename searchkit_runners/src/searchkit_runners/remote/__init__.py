@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from searchkit_runners.remote._cluster import ClusterError
 from searchkit_runners.remote._executor import RayExecutor, TrialResources
-from searchkit_runners.remote._runner import RemoteRunner, attach, cancel, status_document
+from searchkit_runners.remote._runner import RemoteRunner, attach, cancel, preflight, status_document
 
 __all__ = [
     "ClusterError",
@@ -17,5 +17,6 @@ __all__ = [
     "TrialResources",
     "attach",
     "cancel",
+    "preflight",
     "status_document",
 ]

@@ -75,6 +75,22 @@ def _auth_hint() -> str:
     )
 
 
+def check_reachable(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+    """Raise ClusterError unless something listens at ``address`` (seconds, never a Ray hang)."""
+    host_port = _split(address)
+    if host_port is None:
+        raise ConfigError(f"--address {address!r} must be HOST:PORT, for example 10.0.0.5:6379")
+    host, port = host_port
+    try:
+        with socket.create_connection((host, port), timeout=min(5.0, timeout)):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"cannot reach a Ray cluster at {address}: {exc.strerror or exc} (is `ray start --head "
+            "--port=PORT` running there, and is the address the head's --node-ip-address and port?)"
+        ) from None
+
+
 def connect(
     address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT, *, runtime_env: Mapping[str, Any] | None = None
 ) -> None:
@@ -91,18 +107,7 @@ def connect(
             return
         ray.shutdown()  # another cluster or another code directory (or a Ray we did not start): a new job
         _connected[0] = None
-    host_port = _split(address)
-    if host_port is None:
-        raise ConfigError(f"--address {address!r} must be HOST:PORT, for example 10.0.0.5:6379")
-    host, port = host_port
-    try:
-        with socket.create_connection((host, port), timeout=min(5.0, timeout)):
-            pass
-    except OSError as exc:
-        raise ClusterError(
-            f"cannot reach a Ray cluster at {address}: {exc.strerror or exc} (is `ray start --head "
-            "--port=PORT` running there, and is the address the head's --node-ip-address and port?)"
-        ) from None
+    check_reachable(address, timeout)
     outcome: dict[str, BaseException | None] = {"error": None}
     done = threading.Event()
 

@@ -32,6 +32,7 @@ from searchkit_runners.remote._cluster import (
     actor_name,
     bounded,
     call,
+    check_reachable,
     connect,
     find_search_actor,
     get_search_actor,
@@ -220,11 +221,20 @@ class RemoteRunner:
         check_entrypoint(model_dir, info.config.entrypoint)
         _custom_resources(options)
         address = resolve_address(options)
-        connect(
-            address,
-            _number(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-            runtime_env=code_runtime_env(model_dir, options),
-        )
+        try:
+            connect(
+                address,
+                _number(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+                runtime_env=code_runtime_env(model_dir, options),
+            )
+        except ClusterError as exc:
+            if request.is_resume:
+                raise
+            # The experiment directory exists already: say how to start it once the cluster answers.
+            raise ClusterError(
+                f"{exc} (the experiment waits in {info.experiment_dir}: "
+                f"`searchkit resume {info.experiment_dir} --address ADDRESS` starts it)"
+            ) from None
         check_capacity(
             trial_resources(info, options), bounded(ray.cluster_resources, "reading the cluster's resources")
         )
@@ -240,6 +250,12 @@ class RemoteRunner:
             return 0
         _say(f"following {name!r} on the Ray cluster at {address} (Ctrl-C detaches; the search goes on)")
         return follow(handle, name, address, plain=bool(options.get("plain")))
+
+
+def preflight(options: Mapping[str, Any]) -> None:
+    """Before ``searchkit run`` stores anything: the address is well formed and something answers there."""
+    _custom_resources(options)
+    check_reachable(resolve_address(options), _number(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT))
 
 
 def code_runtime_env(model_dir: pathlib.Path | None, options: Mapping[str, Any]) -> dict[str, Any] | None:

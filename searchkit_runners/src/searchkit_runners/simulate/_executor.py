@@ -110,12 +110,15 @@ class SimulateExecutor:
         """
         self._clock = store.last_journal_time()
         running: set[str] = set()
-        for row in store.trials():
+        # Only trials that may train again matter (ended ones are never relaunched).
+        for row in store.trials(states=("RUNNING", "PAUSED")):
             self._trained[uuid.UUID(row.request_id)] = row.trained
             if row.state == "RUNNING":
                 running.add(row.request_id)
+        if not running:
+            return
         for rid, _group, steps, metrics, _time in store.metrics(group=SIMULATE_GROUP):
-            if rid in running and "started" in metrics:
+            if rid in running and "started" in metrics and "crashed" not in metrics:
                 key = (uuid.UUID(rid), steps, int(metrics.get("restarts", 0)))
                 self._restored_starts[key] = float(metrics["started"])
 
