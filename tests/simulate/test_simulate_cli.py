@@ -152,3 +152,5 @@ def test_bad_options_are_one_line_errors(model_dir: pathlib.Path, option: str, m
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert re.search(message, done.stderr), done.stderr
     assert "Traceback" not in done.stderr
+    if "curves" not in option:  # checked before anything is stored
+        assert not (model_dir / "bad").exists()

@@ -31,6 +31,12 @@ def _simulate() -> Runner:
     return SimulateRunner()
 
 
+def _simulate_preflight(options: Mapping[str, Any]) -> None:
+    from searchkit_runners.simulate import check_options
+
+    check_options(options)
+
+
 def _remote() -> Runner:
     from searchkit_runners.remote import RemoteRunner
 
@@ -71,6 +77,7 @@ RUNNERS: list[RunnerPlugin] = [
         name="simulate",
         summary="virtual time against learning curves: preview a search's cost, benchmark methods",
         factory=_simulate,
+        preflight=_simulate_preflight,
     ),
     RunnerPlugin(
         name="remote",

@@ -16,6 +16,7 @@ from searchkit_runners.simulate._runner import (
     SimulateSettings,
     SimulationSummary,
     build_executor,
+    check_options,
     default_workers,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "SyntheticCurves",
     "TableCurves",
     "build_executor",
+    "check_options",
     "default_workers",
 ]

@@ -77,6 +77,34 @@ def default_workers(searcher: Mapping[str, Any]) -> int:
     return DEFAULT_WORKERS
 
 
+def check_options(options: Mapping[str, Any]) -> tuple[int | None, float, float, float]:
+    """Check the runner options that need no experiment; ``searchkit run`` calls this first (preflight).
+
+    Returns (workers or None, seconds_per_unit, noise, crash_fraction); raises
+    :class:`ConfigError` naming the option.
+    """
+    unknown = sorted(set(options) - set(KNOWN_OPTIONS) - {"address", "storage_path", "trial_timeout"})
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) for the simulate runner: {', '.join(unknown)} "
+            f"(known: {', '.join(KNOWN_OPTIONS)})"
+        )
+    workers: int | None = None
+    workers_value = options.get("workers")
+    if workers_value is not None:
+        workers = int(_number(options, "workers", 1, low=1, strict=False))
+        if workers != float(workers_value):
+            raise ConfigError(f"runner option workers must be a positive integer, got {workers_value!r}")
+    seconds = _number(options, "seconds_per_unit", 1.0, low=0.0, strict=True)
+    noise = _number(options, "noise", 0.0, low=0.0, strict=False)
+    crash_fraction = _number(options, "crash_fraction", 0.0, low=0.0, strict=False)
+    if crash_fraction >= 1.0:
+        raise ConfigError(f"runner option crash_fraction must be below 1, got {crash_fraction!r}")
+    for flag in ("vary_cost", "quiet", "plain"):
+        _flag(options, flag)
+    return workers, seconds, noise, crash_fraction
+
+
 @attrs.frozen
 class SimulateSettings:
     """The simulate runner's options, checked."""
@@ -89,25 +117,9 @@ class SimulateSettings:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], info: ExperimentInfo) -> SimulateSettings:
-        unknown = sorted(set(options) - set(KNOWN_OPTIONS) - {"address", "storage_path", "trial_timeout"})
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) for the simulate runner: {', '.join(unknown)} "
-                f"(known: {', '.join(KNOWN_OPTIONS)})"
-            )
+        workers_option, seconds, noise, crash_fraction = check_options(options)
         config = info.config
-        workers_value = options.get("workers")
-        if workers_value is None:
-            workers = default_workers(config.searcher)
-        else:
-            workers = int(_number(options, "workers", 1, low=1, strict=False))
-            if workers != float(workers_value):
-                raise ConfigError(f"runner option workers must be a positive integer, got {workers_value!r}")
-        seconds = _number(options, "seconds_per_unit", 1.0, low=0.0, strict=True)
-        noise = _number(options, "noise", 0.0, low=0.0, strict=False)
-        crash_fraction = _number(options, "crash_fraction", 0.0, low=0.0, strict=False)
-        if crash_fraction >= 1.0:
-            raise ConfigError(f"runner option crash_fraction must be below 1, got {crash_fraction!r}")
+        workers = workers_option if workers_option is not None else default_workers(config.searcher)
         curves: Curves
         table = options.get("curves")
         if table:
