@@ -10,6 +10,25 @@ import textwrap
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis profiles for every property test. ``ci`` (the default) is derandomized, so a
+# run fails or passes the same way each time, and sized for two loaded cores; ``thorough``
+# draws many more examples for local runs: HYPOTHESIS_PROFILE=thorough .venv/bin/pytest tests
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Two cores shared by everything: keep numeric libraries single-threaded in tests.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

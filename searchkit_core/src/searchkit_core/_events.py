@@ -6,7 +6,6 @@ Each event maps to one handler of :class:`~searchkit_core.SearchMethod`.
 from __future__ import annotations
 
 import uuid
-from typing import Union
 
 import attrs
 
@@ -49,7 +48,7 @@ class TrialExitedEarly:
     exited_reason: ExitedReason
 
 
-Event = Union[SearchStarted, TrialCreated, ValidationCompleted, TrialClosed, TrialExitedEarly]
+Event = SearchStarted | TrialCreated | ValidationCompleted | TrialClosed | TrialExitedEarly
 EVENT_TYPES: tuple[type, ...] = (
     SearchStarted,
     TrialCreated,
@@ -70,5 +69,5 @@ class TrialRestarted:
     error: str
 
 
-JournalEvent = Union[Event, TrialRestarted]
+JournalEvent = Event | TrialRestarted
 JOURNAL_EVENT_TYPES: tuple[type, ...] = (*EVENT_TYPES, TrialRestarted)

@@ -9,7 +9,7 @@ process or on a Ray cluster.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -103,9 +103,9 @@ class TrialExited:
     time: float
 
 
-Report = Union[
-    ValidationReported, MetricsReported, CheckpointReported, ProgressReported, TrialCrashed, TrialExited
-]
+Report = (
+    ValidationReported | MetricsReported | CheckpointReported | ProgressReported | TrialCrashed | TrialExited
+)
 
 
 @runtime_checkable

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Any, Union
+from typing import Any
 
 import attrs
 
@@ -78,5 +78,5 @@ class Progress:
     progress: float
 
 
-Operation = Union[Create, ValidateAfter, Close, Shutdown, Progress]
+Operation = Create | ValidateAfter | Close | Shutdown | Progress
 OPERATION_TYPES: tuple[type, ...] = (Create, ValidateAfter, Close, Shutdown, Progress)

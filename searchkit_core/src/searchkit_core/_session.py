@@ -12,9 +12,9 @@ An experiment directory holds everything needed to inspect or resume a search::
 from __future__ import annotations
 
 import datetime
-import json
 import errno
 import fcntl
+import json
 import os
 import pathlib
 from collections.abc import Callable, Iterator

@@ -352,7 +352,8 @@ def _structure_metrics(value: Any, _: Any) -> dict[str, Any]:
 def _structure_any(value: Any, _: Any) -> Any:
     """A field declared ``Any`` (e.g. ``Create.checkpoint``): a tagged wire object, or free JSON."""
     if isinstance(value, dict):
-        cls = _CLASS_OF.get(value.get(_TAG))  # type: ignore[arg-type]
+        tag = value.get(_TAG)
+        cls = _CLASS_OF.get(tag) if isinstance(tag, str) else None
         if cls is not None:
             return _conv.structure(value, cls)
     return value

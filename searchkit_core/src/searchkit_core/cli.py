@@ -267,6 +267,27 @@ def _method_validator(
     return registry.search_method(name).validate
 
 
+# Options that `run` and `resume` share.
+_WorkersOption = Annotated[
+    int | None, typer.Option("--workers", metavar="N", min=1, help="Trials run at a time.")
+]
+_AddressOption = Annotated[
+    str | None, typer.Option("--address", metavar="ADDRESS", help="Cluster address (remote runner).")
+]
+_StoragePathOption = Annotated[
+    pathlib.Path | None,
+    typer.Option("--storage-path", metavar="PATH", help="Storage every node reaches (remote runner)."),
+]
+_TrialTimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--trial-timeout",
+        metavar="SECONDS",
+        help="Seconds a trial segment may run; overrides the config's trial_timeout.",
+    ),
+]
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     epilog=_RUNNER_OPTIONS_HELP,
@@ -288,9 +309,7 @@ def run(
     runner: Annotated[
         str, typer.Option("--runner", metavar="NAME", help="Runner name (see `searchkit plugins`).")
     ] = DEFAULT_RUNNER,
-    workers: Annotated[
-        int | None, typer.Option("--workers", metavar="N", min=1, help="Trials run at a time.")
-    ] = None,
+    workers: _WorkersOption = None,
     experiment_dir: Annotated[
         pathlib.Path | None,
         typer.Option(
@@ -302,21 +321,9 @@ def run(
     seed: Annotated[
         int | None, typer.Option("--seed", metavar="S", help="Experiment seed; overrides the config's seed.")
     ] = None,
-    address: Annotated[
-        str | None, typer.Option("--address", metavar="ADDRESS", help="Cluster address (remote runner).")
-    ] = None,
-    storage_path: Annotated[
-        pathlib.Path | None,
-        typer.Option("--storage-path", metavar="PATH", help="Storage every node reaches (remote runner)."),
-    ] = None,
-    trial_timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--trial-timeout",
-            metavar="SECONDS",
-            help="Seconds a trial segment may run; overrides trial_timeout.",
-        ),
-    ] = None,
+    address: _AddressOption = None,
+    storage_path: _StoragePathOption = None,
+    trial_timeout: _TrialTimeoutOption = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
@@ -405,24 +412,10 @@ def resume(
             "--runner", metavar="NAME", help="Runner name (default: the one the experiment ran with)."
         ),
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", metavar="N", min=1, help="Trials run at a time.")
-    ] = None,
-    address: Annotated[
-        str | None, typer.Option("--address", metavar="ADDRESS", help="Cluster address (remote runner).")
-    ] = None,
-    storage_path: Annotated[
-        pathlib.Path | None,
-        typer.Option("--storage-path", metavar="PATH", help="Storage every node reaches (remote runner)."),
-    ] = None,
-    trial_timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--trial-timeout",
-            metavar="SECONDS",
-            help="Seconds a trial segment may run (overrides the config's).",
-        ),
-    ] = None,
+    workers: _WorkersOption = None,
+    address: _AddressOption = None,
+    storage_path: _StoragePathOption = None,
+    trial_timeout: _TrialTimeoutOption = None,
 ) -> int:
     """Continue a stopped or crashed experiment where it left off; no decision is repeated."""
     from searchkit_core import _session

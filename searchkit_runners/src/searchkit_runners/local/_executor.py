@@ -20,9 +20,7 @@ Scheduling, in short:
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import enum
 import json
 import logging
 import multiprocessing.connection
@@ -40,65 +38,25 @@ from typing import Any
 
 import attrs
 
-from searchkit_core._executor import (
-    CheckpointRef,
-    CheckpointReported,
-    MetricsReported,
-    ProgressReported,
-    Report,
-    Segment,
-    TrialCrashed,
-    TrialExited,
-    ValidationReported,
-)
-from searchkit_core._trial import trial_log_path
 from searchkit_core.errors import UserCodeError
+from searchkit_runners._pool import DEFAULT_GRACE_PERIOD, Phase, PooledExecutor, Slot
 from searchkit_runners.local import _messages as msg
+
+__all__ = ["DEFAULT_GRACE_PERIOD", "LocalExecutor", "Phase"]
 
 log = logging.getLogger("searchkit.local")
 
 POLL_WITHOUT_PIDFD = 1.0  # seconds between exit checks where the OS has no pidfd
-DEFAULT_GRACE_PERIOD = 10.0  # seconds a trial gets to stop after should_preempt() turns True
 
 
-class Phase(enum.Enum):
-    """Where a trial stands in this executor."""
+@attrs.define(eq=False, kw_only=True)
+class _Worker(Slot):
+    """A worker process: the slot of the local executor."""
 
-    IDLE = "idle"  # no worker, no work (paused, or waiting for the engine after a crash)
-    QUEUED = "queued"  # has work, waits for a worker
-    RUNNING = "running"  # on a worker, training toward ``current``
-    AWAITING = "awaiting"  # on a worker, validated, waits for the engine's next length or a stop
-    STOPPING = "stopping"  # on a worker, told to stop; the worker is freed when the run ends
-
-
-@attrs.define
-class _Trial:
-    request_id: uuid.UUID
-    trial_id: int
-    hparams: dict[str, Any]
-    restarts: int
-    checkpoint: CheckpointRef | None
-    phase: Phase = Phase.IDLE
-    targets: collections.deque[int] = attrs.field(factory=collections.deque)
-    current: int | None = None  # the length the worker trains toward
-    worker: _Worker | None = None
-    run_id: int = 0
-    segment_started: float = 0.0  # monotonic time the current segment began
-    is_closing: bool = False
-    kill_at: float | None = None  # monotonic deadline after a preempt
-
-
-@attrs.define(eq=False)
-class _Worker:
-    index: int
     process: subprocess.Popen[bytes]
     conn: Connection
     devices: str | None
     pidfd: int | None = None  # readable once the process exited (Linux); else the pipe's EOF tells
-    trial: _Trial | None = None
-    reserved: _Trial | None = None  # runs next: its StartRun was sent while ``trial`` was stopping
-    is_ready: bool = False
-    is_dead: bool = False
     started: float = 0.0
 
 
@@ -114,7 +72,7 @@ def _describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-class LocalExecutor:
+class LocalExecutor(PooledExecutor[_Worker]):
     """Runs segments in at most ``workers`` warm worker processes; see the module docstring.
 
     ``device_groups``: one ``CUDA_VISIBLE_DEVICES`` value per worker slot (for
@@ -123,6 +81,9 @@ class LocalExecutor:
     segment (one operation, from its start to its validation) may take before
     its worker is killed and the trial reported crashed.
     """
+
+    kind = "local"
+    shutdown_poll = 0.2
 
     def __init__(
         self,
@@ -157,124 +118,29 @@ class LocalExecutor:
         self.trial_timeout = trial_timeout
         self.grace_period = grace_period
         self.env = dict(env or {})
-        self._trials: dict[uuid.UUID, _Trial] = {}
-        self._queue: collections.deque[_Trial] = collections.deque()
-        self._workers: list[_Worker] = []
-        self._reports: list[Report] = []
-        self._next_run_id = 0
-        self._fatal: UserCodeError | None = None
-        self._is_shut_down = False
-        #: Seconds from a worker's start to its WorkerReady (the cost of the user's imports), for benchmarks.
-        self.startup_seconds: list[float] = []
-        (self.experiment_dir / "logs").mkdir(parents=True, exist_ok=True)
+        super().__init__()
 
     @property
     def workers(self) -> int:
         """The most trials that run at once."""
         return len(self._slots)
 
-    # -- Executor -----------------------------------------------------------------
+    # -- the pool's transport -----------------------------------------------------
 
-    def now(self) -> float:
-        return time.time()
-
-    def launch(self, segment: Segment) -> None:
-        self._check_open()
-        trial = self._trials.get(segment.request_id)
-        if trial is None:
-            trial = _Trial(
-                request_id=segment.request_id,
-                trial_id=segment.trial_id,
-                hparams=dict(segment.hparams),
-                restarts=segment.restarts,
-                checkpoint=segment.checkpoint,
+    def _poll_timeout(self, now: float, deadline: float | None) -> float | None:
+        # Wake for the next kill or timeout deadline; with neither, block until a worker speaks.
+        wait_for = None if deadline is None else max(0.0, deadline - now)
+        internal = self._next_deadline()
+        if internal is not None:
+            wait_for = (
+                max(0.0, internal - now) if wait_for is None else min(wait_for, max(0.0, internal - now))
             )
-            self._trials[segment.request_id] = trial
-        elif segment.length == trial.current or segment.length in trial.targets:
-            return  # the same launch again (the engine hands out unanswered work after a recovery)
-        trial.is_closing = False
-        trial.restarts = segment.restarts
-        if trial.worker is None:
-            # The engine's latest checkpoint is the one to start from; a trial on a worker knows its own.
-            trial.checkpoint = segment.checkpoint
-            trial.hparams = dict(segment.hparams)
-        trial.targets.append(segment.length)
-        if trial.phase is Phase.AWAITING:
-            self._continue(trial)
-        elif trial.phase is Phase.IDLE:
-            trial.phase = Phase.QUEUED
-            self._queue.append(trial)
-            self._dispatch()
-        # RUNNING: the target waits behind the current one; STOPPING/QUEUED: picked up later.
+        return wait_for
 
-    def pause(self, request_id: uuid.UUID) -> None:
-        trial = self._trials.get(request_id)
-        if trial is None:
-            return
-        trial.targets.clear()
-        if trial.phase is Phase.AWAITING:
-            self._stop(trial)
-            self._dispatch()  # a queued trial can follow on this worker right away
-        elif trial.phase is Phase.QUEUED:
-            self._unqueue(trial)
-            trial.phase = Phase.IDLE
-        # RUNNING: nothing queued behind, so it stops after its validation unless launched again.
+    def _after_stop(self) -> None:
+        self._dispatch()  # a queued trial can follow on this worker right away
 
-    def close(self, request_id: uuid.UUID) -> None:
-        trial = self._trials.get(request_id)
-        if trial is None:
-            return
-        trial.targets.clear()
-        trial.is_closing = True
-        if trial.phase in (Phase.IDLE, Phase.QUEUED):
-            self._unqueue(trial)
-            del self._trials[request_id]
-        elif trial.phase is Phase.AWAITING:
-            self._stop(trial)
-            self._dispatch()
-        elif trial.phase is Phase.RUNNING:
-            self._preempt(trial)
-
-    def wait(self, timeout: float | None) -> list[Report]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._fatal is not None:
-                raise self._fatal
-            self._check_deadlines()
-            if self._reports:
-                reports, self._reports = self._reports, []
-                return reports
-            now = time.monotonic()
-            wait_for = None if deadline is None else max(0.0, deadline - now)
-            internal = self._next_deadline()
-            if internal is not None:
-                wait_for = (
-                    max(0.0, internal - now) if wait_for is None else min(wait_for, max(0.0, internal - now))
-                )
-            if deadline is not None and now >= deadline:
-                return []
-            self._poll(wait_for)
-
-    def shutdown(self, cancel: bool) -> None:
-        """Ask running trials to stop at their next report, wait up to the grace period, then end every worker.
-
-        Reports that arrive meanwhile (a last checkpoint, say) stay available to :meth:`wait`.
-        """
-        if self._is_shut_down:
-            return
-        self._is_shut_down = True
-        self._queue.clear()
-        for trial in list(self._trials.values()):
-            trial.targets.clear()
-            if trial.phase is Phase.AWAITING:
-                self._stop(trial)
-            elif trial.phase is Phase.RUNNING:
-                self._preempt(trial)
-            elif trial.phase is Phase.QUEUED:
-                trial.phase = Phase.IDLE
-        end = time.monotonic() + self.grace_period
-        while any(w.trial is not None and not w.is_dead for w in self._workers) and time.monotonic() < end:
-            self._poll(min(0.2, max(0.0, end - time.monotonic())))
+    def _end_slots(self) -> None:
         for worker in self._workers:
             if not worker.is_dead:
                 with contextlib.suppress(OSError):
@@ -286,84 +152,33 @@ class LocalExecutor:
             self._kill(worker)
         self._workers.clear()
 
-    # -- state changes ----------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._is_shut_down:
-            raise RuntimeError("the local executor was shut down")
-
     def _send(self, worker: _Worker, message: object) -> None:
         if worker.is_dead:
             return
         with contextlib.suppress(OSError, ValueError):  # a dead worker: wait() sees its end
             worker.conn.send_bytes(msg.encode(message))
 
-    def _unqueue(self, trial: _Trial) -> None:
-        with contextlib.suppress(ValueError):
-            self._queue.remove(trial)
-
-    def _continue(self, trial: _Trial) -> None:
-        assert trial.worker is not None
-        trial.current = trial.targets.popleft()
-        trial.phase = Phase.RUNNING
-        trial.segment_started = time.monotonic()
-        self._send(trial.worker, msg.ContinueRun(trial.run_id, trial.current))
-
-    def _stop(self, trial: _Trial) -> None:
-        assert trial.worker is not None
-        trial.phase = Phase.STOPPING
-        self._send(trial.worker, msg.StopRun(trial.run_id))
-
-    def _preempt(self, trial: _Trial) -> None:
-        assert trial.worker is not None
-        trial.kill_at = time.monotonic() + self.grace_period
-        self._send(trial.worker, msg.PreemptRun(trial.run_id))
-
-    def _dispatch(self) -> None:
-        while self._queue:
-            worker = next((w for w in self._workers if w.trial is None and not w.is_dead), None)
-            if worker is None:
-                # A worker whose trial is stopping takes the next run right after it (the worker runs
-                # commands in order), which saves a round trip over waiting for the stop to finish.
-                worker = next(
-                    (
-                        w
-                        for w in self._workers
-                        if not w.is_dead
-                        and w.reserved is None
-                        and w.trial is not None
-                        and w.trial.phase is Phase.STOPPING
-                    ),
-                    None,
-                )
-            if worker is None:
-                if len(self._workers) >= len(self._slots):
-                    return
-                worker = self._spawn()
-            trial = self._queue.popleft()
-            self._next_run_id += 1
-            trial.run_id = self._next_run_id
-            trial.worker = worker
-            if worker.trial is None:
-                worker.trial = trial
-            else:
-                worker.reserved = trial
-            trial.current = trial.targets.popleft()
-            trial.phase = Phase.RUNNING
-            trial.segment_started = time.monotonic()
-            trial.kill_at = None
-            self._send(
-                worker,
-                msg.StartRun(
-                    run_id=trial.run_id,
-                    request_id=trial.request_id,
-                    trial_id=trial.trial_id,
-                    hparams=trial.hparams,
-                    length=trial.current,
-                    checkpoint=trial.checkpoint,
-                    restarts=trial.restarts,
+    def _free_slot(self) -> _Worker | None:
+        worker = next((w for w in self._workers if w.trial is None and not w.is_dead), None)
+        if worker is None:
+            # A worker whose trial is stopping takes the next run right after it (the worker runs
+            # commands in order), which saves a round trip over waiting for the stop to finish.
+            worker = next(
+                (
+                    w
+                    for w in self._workers
+                    if not w.is_dead
+                    and w.reserved is None
+                    and w.trial is not None
+                    and w.trial.phase is Phase.STOPPING
                 ),
+                None,
             )
+        if worker is None:
+            if len(self._workers) >= len(self._slots):
+                return None
+            worker = self._spawn()
+        return worker
 
     def _spawn(self) -> _Worker:
         used = {w.index for w in self._workers}
@@ -466,7 +281,6 @@ class LocalExecutor:
             self._on_message(worker, msg.decode_from_worker(data))
 
     def _on_message(self, worker: _Worker, message: Any) -> None:
-        trial = worker.trial
         if isinstance(message, msg.WorkerReady):
             worker.is_ready = True
             self.startup_seconds.append(time.monotonic() - worker.started)
@@ -474,49 +288,7 @@ class LocalExecutor:
         if isinstance(message, msg.WorkerFailed):
             self._fatal = UserCodeError(message.error)
             return
-        if isinstance(message, msg.RunEnded):
-            if trial is not None and trial.run_id == message.run_id:
-                self._on_run_ended(worker, trial, message.status)
-            return
-        if trial is None or message.request_id != trial.request_id:
-            return  # a report of a run that already ended
-        if isinstance(message, ValidationReported):
-            if message.length != trial.current:
-                return
-            trial.current = None
-            if trial.is_closing:
-                self._stop(trial)
-                return
-            if trial.targets:
-                self._continue(trial)
-            else:
-                trial.phase = Phase.AWAITING
-            self._reports.append(message)
-        elif isinstance(message, CheckpointReported):
-            trial.checkpoint = message.checkpoint
-            self._reports.append(message)
-        elif isinstance(message, (MetricsReported, ProgressReported)):
-            if not trial.is_closing:
-                self._reports.append(message)
-        elif isinstance(message, (TrialCrashed, TrialExited)):
-            if not trial.is_closing and not self._is_shut_down:
-                self._reports.append(message)
-            trial.targets.clear()
-            trial.current = None
-
-    def _on_run_ended(self, worker: _Worker, trial: _Trial, status: str) -> None:
-        worker.trial, worker.reserved = worker.reserved, None
-        trial.worker = None
-        trial.current = None
-        trial.kill_at = None
-        if trial.is_closing:
-            self._trials.pop(trial.request_id, None)
-        elif trial.targets and not self._is_shut_down:
-            # Launched again while it was stopping: start over on a free worker from its checkpoint.
-            trial.phase = Phase.QUEUED
-            self._queue.append(trial)
-        else:
-            trial.phase = Phase.IDLE
+        self._on_run_message(worker, message)
 
     def _on_death(self, worker: _Worker) -> None:
         _join(worker.process, 1.0)
@@ -534,26 +306,6 @@ class LocalExecutor:
         if not worker.is_ready:
             error += f" while starting (its output is in {self._worker_log(worker.index)})"
         self._lose(worker, trial, error)
-
-    def _lose(self, worker: _Worker, trial: _Trial, error: str) -> None:
-        """The trial's run is gone with its worker: report a crash (unless nobody wants it any more)."""
-        worker.trial = None
-        trial.worker = None
-        was_working = trial.phase is Phase.RUNNING
-        trial.current = None
-        trial.kill_at = None
-        if trial.is_closing:
-            self._trials.pop(trial.request_id, None)
-            return
-        _note_in_log(self.experiment_dir, trial.trial_id, f"searchkit: {error}")
-        if was_working and not self._is_shut_down:
-            self._reports.append(TrialCrashed(trial.request_id, error, time.time()))
-            trial.targets.clear()
-        if trial.targets and not self._is_shut_down:
-            trial.phase = Phase.QUEUED
-            self._queue.append(trial)
-        else:
-            trial.phase = Phase.IDLE
 
     def _kill(self, worker: _Worker) -> None:
         """Kill the worker and every process it started (it leads its own process group)."""
@@ -595,52 +347,6 @@ class LocalExecutor:
                 os.close(worker.pidfd)
             worker.pidfd = None
 
-    def _check_deadlines(self) -> None:
-        now = time.monotonic()
-        changed = False
-        for worker in list(self._workers):
-            trial = worker.trial
-            if trial is None:
-                continue
-            if trial.kill_at is not None and now >= trial.kill_at:
-                self._drain(worker)
-                if worker.trial is trial:
-                    self._kill(worker)
-                    self._lose(
-                        worker,
-                        trial,
-                        f"the trial did not stop within {self.grace_period:g} s of being asked to",
-                    )
-                    changed = True
-            elif (
-                self.trial_timeout is not None
-                and trial.phase is Phase.RUNNING
-                and now - trial.segment_started >= self.trial_timeout
-            ):
-                self._drain(worker)
-                if worker.trial is trial and trial.phase is Phase.RUNNING:
-                    self._kill(worker)
-                    self._lose(
-                        worker,
-                        trial,
-                        f"timed out after {self.trial_timeout:g} s (trial_timeout) training to length {trial.current}",
-                    )
-                    changed = True
-        if changed:
-            self._dispatch()
-
-    def _next_deadline(self) -> float | None:
-        deadlines: list[float] = []
-        for worker in self._workers:
-            trial = worker.trial
-            if trial is None:
-                continue
-            if trial.kill_at is not None:
-                deadlines.append(trial.kill_at)
-            elif self.trial_timeout is not None and trial.phase is Phase.RUNNING:
-                deadlines.append(trial.segment_started + self.trial_timeout)
-        return min(deadlines) if deadlines else None
-
     # -- introspection (tests, benchmarks, the display) ----------------------------
 
     def phase(self, request_id: uuid.UUID) -> Phase | None:
@@ -662,14 +368,3 @@ class LocalExecutor:
 def _join(process: subprocess.Popen[bytes], timeout: float) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout)
-
-
-def _note_in_log(experiment_dir: pathlib.Path, trial_id: int, line: str) -> None:
-    """Append a line to the trial's log from the searchkit process (the worker that would write it is gone)."""
-    path = trial_log_path(experiment_dir, trial_id)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} ERROR {line}\n")
-    except OSError:
-        pass

@@ -23,47 +23,27 @@ and tests can tell where each trial ran.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import enum
 import json
 import logging
 import pathlib
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from searchkit_core._executor import (
-    CheckpointRef,
-    CheckpointReported,
-    MetricsReported,
-    ProgressReported,
-    Report,
-    Segment,
-    TrialCrashed,
-    TrialExited,
-    ValidationReported,
-)
+from searchkit_core._executor import MetricsReported
 from searchkit_core.errors import ConfigError, UserCodeError
+from searchkit_runners._pool import DEFAULT_GRACE_PERIOD, PooledExecutor, Slot, Trial
 from searchkit_runners.local import _messages as msg
-from searchkit_runners.local._executor import _note_in_log
+
+__all__ = ["DEFAULT_GRACE_PERIOD", "RayExecutor", "TrialResources", "check_capacity", "default_workers"]
 
 log = logging.getLogger("searchkit.remote")
 
-DEFAULT_GRACE_PERIOD = 10.0
 POLL_SECONDS = 2.0  # how long one poll call waits inside a trial actor for a report
 PLACEMENT_GROUP = "placement"  # MetricsReported group recording where a trial ran
-
-
-class Phase(enum.Enum):
-    IDLE = "idle"
-    QUEUED = "queued"
-    RUNNING = "running"
-    AWAITING = "awaiting"
-    STOPPING = "stopping"
 
 
 @attrs.frozen
@@ -75,34 +55,15 @@ class TrialResources:
     custom: Mapping[str, float] = attrs.field(factory=dict)
 
 
-@attrs.define
-class _Trial:
-    request_id: uuid.UUID
-    trial_id: int
-    hparams: dict[str, Any]
-    restarts: int
-    checkpoint: CheckpointRef | None
-    phase: Phase = Phase.IDLE
-    targets: collections.deque[int] = attrs.field(factory=collections.deque)
-    current: int | None = None
-    worker: _Actor | None = None
-    run_id: int = 0
-    segment_started: float = 0.0
-    is_closing: bool = False
-    kill_at: float | None = None
+@attrs.define(eq=False, kw_only=True)
+class _Actor(Slot):
+    """A Ray trial actor: the slot of the remote executor (``is_ready``: its ready() answered)."""
 
-
-@attrs.define(eq=False)
-class _Actor:
-    index: int
     handle: Any
     ready_ref: Any
     seq: int = 0
     poll_ref: Any = None
     identity: dict[str, Any] = attrs.field(factory=dict)
-    trial: _Trial | None = None
-    is_ready: bool = False
-    is_dead: bool = False
 
 
 def check_capacity(resources: TrialResources, total: Mapping[str, float]) -> None:
@@ -146,8 +107,11 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class RayExecutor:
+class RayExecutor(PooledExecutor[_Actor]):
     """Runs segments on Ray trial actors; see the module docstring. Call it from one thread."""
+
+    kind = "remote"
+    shutdown_poll = 0.5
 
     def __init__(
         self,
@@ -175,117 +139,24 @@ class RayExecutor:
         self.trial_timeout = trial_timeout
         self.grace_period = grace_period
         self.spread = spread
-        self._trials: dict[uuid.UUID, _Trial] = {}
-        self._queue: collections.deque[_Trial] = collections.deque()
-        self._actors: list[_Actor] = []
-        self._reports: list[Report] = []
-        self._next_run_id = 0
         self._next_index = 0
-        self._fatal: UserCodeError | None = None
-        self._is_shut_down = False
-        #: Seconds from an actor's creation to its ready() answer (Ray start + the user's imports).
-        self.startup_seconds: list[float] = []
         self._created_at: dict[int, float] = {}
-        (self.experiment_dir / "logs").mkdir(parents=True, exist_ok=True)
+        super().__init__()
 
-    # -- Executor -----------------------------------------------------------------
+    # -- the pool's transport -----------------------------------------------------
 
-    def now(self) -> float:
-        return time.time()
+    def _poll_timeout(self, now: float, deadline: float | None) -> float | None:
+        # Ray futures cannot be waited on together with the kill deadlines: poll at least once a second.
+        wait_for = 1.0 if deadline is None else min(1.0, deadline - now)
+        return max(0.0, wait_for)
 
-    def launch(self, segment: Segment) -> None:
-        if self._is_shut_down:
-            raise RuntimeError("the remote executor was shut down")
-        trial = self._trials.get(segment.request_id)
-        if trial is None:
-            trial = _Trial(
-                request_id=segment.request_id,
-                trial_id=segment.trial_id,
-                hparams=dict(segment.hparams),
-                restarts=segment.restarts,
-                checkpoint=segment.checkpoint,
-            )
-            self._trials[segment.request_id] = trial
-        elif segment.length == trial.current or segment.length in trial.targets:
-            return  # the same launch again (after a recovery)
-        trial.is_closing = False
-        trial.restarts = segment.restarts
-        if trial.worker is None:
-            trial.checkpoint = segment.checkpoint
-            trial.hparams = dict(segment.hparams)
-        trial.targets.append(segment.length)
-        if trial.phase is Phase.AWAITING:
-            self._continue(trial)
-        elif trial.phase is Phase.IDLE:
-            trial.phase = Phase.QUEUED
-            self._queue.append(trial)
-            self._dispatch()
-
-    def pause(self, request_id: uuid.UUID) -> None:
-        trial = self._trials.get(request_id)
-        if trial is None:
-            return
-        trial.targets.clear()
-        if trial.phase is Phase.AWAITING:
-            self._stop(trial)
-        elif trial.phase is Phase.QUEUED:
-            self._unqueue(trial)
-            trial.phase = Phase.IDLE
-
-    def close(self, request_id: uuid.UUID) -> None:
-        trial = self._trials.get(request_id)
-        if trial is None:
-            return
-        trial.targets.clear()
-        trial.is_closing = True
-        if trial.phase in (Phase.IDLE, Phase.QUEUED):
-            self._unqueue(trial)
-            del self._trials[request_id]
-        elif trial.phase is Phase.AWAITING:
-            self._stop(trial)
-        elif trial.phase is Phase.RUNNING:
-            self._preempt(trial)
-
-    def wait(self, timeout: float | None) -> list[Report]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._fatal is not None:
-                raise self._fatal
-            self._check_deadlines()
-            if self._reports:
-                reports, self._reports = self._reports, []
-                return reports
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return []
-            wait_for = 1.0 if deadline is None else min(1.0, deadline - now)
-            self._poll(max(0.0, wait_for))
-
-    def shutdown(self, cancel: bool) -> None:
-        """Stop every trial (a grace period to store a checkpoint), then end every trial actor."""
-        if self._is_shut_down:
-            return
-        self._is_shut_down = True
-        self._queue.clear()
-        for trial in list(self._trials.values()):
-            trial.targets.clear()
-            if trial.phase is Phase.AWAITING:
-                self._stop(trial)
-            elif trial.phase is Phase.RUNNING:
-                self._preempt(trial)
-            elif trial.phase is Phase.QUEUED:
-                trial.phase = Phase.IDLE
-        end = time.monotonic() + self.grace_period
-        while any(a.trial is not None and not a.is_dead for a in self._actors) and time.monotonic() < end:
-            self._poll(min(0.5, max(0.0, end - time.monotonic())))
+    def _end_slots(self) -> None:
         import ray
 
-        for actor in list(self._actors):
+        for actor in list(self._workers):
             with contextlib.suppress(Exception):  # already gone
                 ray.kill(actor.handle, no_restart=True)
-        self._actors.clear()
-
-    # -- state changes ----------------------------------------------------------
+        self._workers.clear()
 
     def _send(self, actor: _Actor, message: object) -> None:
         if actor.is_dead:
@@ -295,66 +166,25 @@ class RayExecutor:
         # Fire and forget: a dead actor shows up as a failed poll.
         actor.handle.control.remote(seq, msg.encode(message).decode())
 
-    def _unqueue(self, trial: _Trial) -> None:
-        with contextlib.suppress(ValueError):
-            self._queue.remove(trial)
+    def _free_slot(self) -> _Actor | None:
+        actor = next((a for a in self._workers if a.is_ready and a.trial is None and not a.is_dead), None)
+        if actor is None:
+            starting = sum(1 for a in self._workers if not a.is_ready and not a.is_dead)
+            if len(self._workers) < self.workers and starting < len(self._queue):
+                self._spawn()
+        return actor
 
-    def _continue(self, trial: _Trial) -> None:
-        assert trial.worker is not None
-        trial.current = trial.targets.popleft()
-        trial.phase = Phase.RUNNING
-        trial.segment_started = time.monotonic()
-        self._send(trial.worker, msg.ContinueRun(trial.run_id, trial.current))
-
-    def _stop(self, trial: _Trial) -> None:
-        assert trial.worker is not None
-        trial.phase = Phase.STOPPING
-        self._send(trial.worker, msg.StopRun(trial.run_id))
-
-    def _preempt(self, trial: _Trial) -> None:
-        assert trial.worker is not None
-        trial.kill_at = time.monotonic() + self.grace_period
-        self._send(trial.worker, msg.PreemptRun(trial.run_id))
-
-    def _dispatch(self) -> None:
-        while self._queue:
-            actor = next((a for a in self._actors if a.is_ready and a.trial is None and not a.is_dead), None)
-            if actor is None:
-                starting = sum(1 for a in self._actors if not a.is_ready and not a.is_dead)
-                if len(self._actors) < self.workers and starting < len(self._queue):
-                    self._spawn()
-                return
-            trial = self._queue.popleft()
-            self._next_run_id += 1
-            trial.run_id = self._next_run_id
-            trial.worker = actor
-            actor.trial = trial
-            trial.current = trial.targets.popleft()
-            trial.phase = Phase.RUNNING
-            trial.segment_started = time.monotonic()
-            trial.kill_at = None
-            start = trial.checkpoint.steps_completed if trial.checkpoint is not None else 0
-            self._reports.append(
-                MetricsReported(
-                    trial.request_id,
-                    PLACEMENT_GROUP,
-                    start,
-                    {**actor.identity, "actor": actor.index, "restarts": trial.restarts},
-                    time.time(),
-                )
+    def _on_run_starting(self, actor: _Actor, trial: Trial[_Actor]) -> None:
+        start = trial.checkpoint.steps_completed if trial.checkpoint is not None else 0
+        self._reports.append(
+            MetricsReported(
+                trial.request_id,
+                PLACEMENT_GROUP,
+                start,
+                {**actor.identity, "actor": actor.index, "restarts": trial.restarts},
+                time.time(),
             )
-            self._send(
-                actor,
-                msg.StartRun(
-                    run_id=trial.run_id,
-                    request_id=trial.request_id,
-                    trial_id=trial.trial_id,
-                    hparams=trial.hparams,
-                    length=trial.current,
-                    checkpoint=trial.checkpoint,
-                    restarts=trial.restarts,
-                ),
-            )
+        )
 
     def _spawn(self) -> None:
         import ray
@@ -384,16 +214,17 @@ class RayExecutor:
         handle: Any = ray.remote(TrialActor).options(**options).remote(json.dumps(config))
         actor = _Actor(index=index, handle=handle, ready_ref=handle.ready.remote())
         self._created_at[index] = time.monotonic()
-        self._actors.append(actor)
+        self._workers.append(actor)
         log.info("started trial actor %d with %s", index, options)
 
     # -- waiting ----------------------------------------------------------------
 
-    def _poll(self, timeout: float) -> None:
+    def _poll(self, timeout: float | None) -> None:
         import ray
 
+        assert timeout is not None  # _poll_timeout and shutdown() always bound it
         refs: dict[Any, tuple[_Actor, str]] = {}
-        for actor in self._actors:
+        for actor in self._workers:
             if actor.is_dead:
                 continue
             if not actor.is_ready:
@@ -421,7 +252,7 @@ class RayExecutor:
             else:
                 actor.poll_ref = None
                 for text in value:
-                    self._on_message(actor, msg.decode_from_worker(text.encode()))
+                    self._on_run_message(actor, msg.decode_from_worker(text.encode()))
         self._dispatch()
 
     def _on_ready(self, actor: _Actor, text: str) -> None:
@@ -434,55 +265,10 @@ class RayExecutor:
         self.startup_seconds.append(time.monotonic() - self._created_at.get(actor.index, time.monotonic()))
         log.info("trial actor %d ready on %s", actor.index, actor.identity)
 
-    def _on_message(self, actor: _Actor, message: Any) -> None:
-        trial = actor.trial
-        if isinstance(message, msg.RunEnded):
-            if trial is not None and trial.run_id == message.run_id:
-                self._on_run_ended(actor, trial)
-            return
-        if trial is None or message.request_id != trial.request_id:
-            return
-        if isinstance(message, ValidationReported):
-            if message.length != trial.current:
-                return
-            trial.current = None
-            if trial.is_closing:
-                self._stop(trial)
-                return
-            if trial.targets:
-                self._continue(trial)
-            else:
-                trial.phase = Phase.AWAITING
-            self._reports.append(message)
-        elif isinstance(message, CheckpointReported):
-            trial.checkpoint = message.checkpoint
-            self._reports.append(message)
-        elif isinstance(message, (MetricsReported, ProgressReported)):
-            if not trial.is_closing:
-                self._reports.append(message)
-        elif isinstance(message, (TrialCrashed, TrialExited)):
-            if not trial.is_closing and not self._is_shut_down:
-                self._reports.append(message)
-            trial.targets.clear()
-            trial.current = None
-
-    def _on_run_ended(self, actor: _Actor, trial: _Trial) -> None:
-        actor.trial = None
-        trial.worker = None
-        trial.current = None
-        trial.kill_at = None
-        if trial.is_closing:
-            self._trials.pop(trial.request_id, None)
-        elif trial.targets and not self._is_shut_down:
-            trial.phase = Phase.QUEUED
-            self._queue.append(trial)
-        else:
-            trial.phase = Phase.IDLE
-
     def _on_death(self, actor: _Actor, exc: BaseException) -> None:
         actor.is_dead = True
-        if actor in self._actors:
-            self._actors.remove(actor)
+        if actor in self._workers:
+            self._workers.remove(actor)
         trial = actor.trial
         where = actor.identity.get("node_ip") or "an unplaced actor"
         log.warning("trial actor %d on %s died: %s", actor.index, where, _describe_error(exc))
@@ -490,64 +276,17 @@ class RayExecutor:
             return
         self._lose(actor, trial, f"the trial's Ray actor on node {where} was lost ({_describe_error(exc)})")
 
-    def _lose(self, actor: _Actor, trial: _Trial, error: str) -> None:
-        actor.trial = None
-        trial.worker = None
-        was_working = trial.phase is Phase.RUNNING
-        trial.current = None
-        trial.kill_at = None
-        if trial.is_closing:
-            self._trials.pop(trial.request_id, None)
-            return
-        _note_in_log(self.experiment_dir, trial.trial_id, f"searchkit: {error}")
-        if was_working and not self._is_shut_down:
-            self._reports.append(TrialCrashed(trial.request_id, error, time.time()))
-            trial.targets.clear()
-        if trial.targets and not self._is_shut_down:
-            trial.phase = Phase.QUEUED
-            self._queue.append(trial)
-        else:
-            trial.phase = Phase.IDLE
-
     def _kill(self, actor: _Actor) -> None:
         import ray
 
         actor.is_dead = True
-        if actor in self._actors:
-            self._actors.remove(actor)
+        if actor in self._workers:
+            self._workers.remove(actor)
         with contextlib.suppress(Exception):
             ray.kill(actor.handle, no_restart=True)
-
-    def _check_deadlines(self) -> None:
-        now = time.monotonic()
-        changed = False
-        for actor in list(self._actors):
-            trial = actor.trial
-            if trial is None:
-                continue
-            if trial.kill_at is not None and now >= trial.kill_at:
-                self._kill(actor)
-                self._lose(
-                    actor, trial, f"the trial did not stop within {self.grace_period:g} s of being asked to"
-                )
-                changed = True
-            elif (
-                self.trial_timeout is not None
-                and trial.phase is Phase.RUNNING
-                and now - trial.segment_started >= self.trial_timeout
-            ):
-                self._kill(actor)
-                self._lose(
-                    actor,
-                    trial,
-                    f"timed out after {self.trial_timeout:g} s (trial_timeout) training to length {trial.current}",
-                )
-                changed = True
-        if changed:
-            self._dispatch()
 
     # -- introspection -----------------------------------------------------------
 
     def placements(self) -> dict[int, dict[str, Any]]:
         """Trial id -> identity of the actor it runs on now."""
-        return {a.trial.trial_id: dict(a.identity) for a in self._actors if a.trial is not None}
+        return {a.trial.trial_id: dict(a.identity) for a in self._workers if a.trial is not None}
