@@ -48,7 +48,7 @@ from typing import Any
 
 from searchkit_core._config import load_config
 from searchkit_core._engine import Engine
-from searchkit_core._executor import Segment, ValidationReported
+from searchkit_core._executor import Executor, Segment, ValidationReported
 from searchkit_core._method import SearchMethod
 from searchkit_core._operations import Close, Create, Operation, Shutdown, ValidateAfter
 from searchkit_core._session import create_experiment
@@ -180,18 +180,43 @@ def summarize(spans: list[dict[str, float]], workers: int) -> dict[str, Any]:
     }
 
 
-def run_engine(
-    root: pathlib.Path, model: pathlib.Path, args: argparse.Namespace, *, resume: bool
-) -> dict[str, Any]:
-    name = "resume" if resume else "inplace"
+def write_model(root: pathlib.Path) -> pathlib.Path:
+    """The model directory ``root/model`` holding the benchmark's training function (``bench:train``)."""
+    model = root / "model"
+    model.mkdir()
+    (model / "bench.py").write_text(textwrap.dedent(TRAIN_SOURCE))
+    return model
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What a result depends on: the benchmark's arguments and the machine."""
+    return {
+        "segments": args.segments,
+        "segment_seconds": args.segment_seconds,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
+
+
+def create_benchmark_experiment(
+    root: pathlib.Path, model: pathlib.Path, name: str, runner: str
+) -> pathlib.Path:
+    """A fresh experiment directory ``root/name`` for the benchmark's search method."""
     config_path = root / f"{name}.yaml"
     config_path.write_text(CONFIG)
-    experiment = create_experiment(
-        load_config(config_path), experiment_dir=root / name, model_dir=model, runner="local"
+    return create_experiment(
+        load_config(config_path), experiment_dir=root / name, model_dir=model, runner=runner
     )
-    executor = LocalExecutor(
-        experiment, entrypoint="bench:train", model_dir=model, metric="loss", workers=args.workers
-    )
+
+
+def drive_benchmark(
+    experiment: pathlib.Path, executor: Executor, args: argparse.Namespace, *, resume: bool
+) -> tuple[dict[str, Any], float]:
+    """Run the :class:`Benchmark` search through the engine on ``executor`` (then shut it down).
+
+    Returns the :func:`summarize` of its validation spans and the wall seconds of the run.
+    """
     method = Benchmark(args.workers * 4, args.segments, args.workers, args.segment_seconds, resume)
     store = Store.open(db_path(experiment))
     started = time.monotonic()
@@ -204,7 +229,17 @@ def run_engine(
     store = Store.open(db_path(experiment), is_readonly=True)
     spans = [m for _, group, _, m, _ in store.metrics() if group == "validation"]
     store.close()
-    result = summarize(spans, args.workers)
+    return summarize(spans, args.workers), wall
+
+
+def run_engine(
+    root: pathlib.Path, model: pathlib.Path, args: argparse.Namespace, *, resume: bool
+) -> dict[str, Any]:
+    experiment = create_benchmark_experiment(root, model, "resume" if resume else "inplace", "local")
+    executor = LocalExecutor(
+        experiment, entrypoint="bench:train", model_dir=model, metric="loss", workers=args.workers
+    )
+    result, wall = drive_benchmark(experiment, executor, args, resume=resume)
     result["wall_seconds_including_worker_startup"] = wall
     result["worker_startup_seconds"] = executor.startup_seconds
     return result
@@ -299,17 +334,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="searchkit-bench-") as tmp:
         root = pathlib.Path(tmp)
-        model = root / "model"
-        model.mkdir()
-        (model / "bench.py").write_text(textwrap.dedent(TRAIN_SOURCE))
+        model = write_model(root)
         results: dict[str, Any] = {
-            "settings": {
-                "segments": args.segments,
-                "segment_seconds": args.segment_seconds,
-                "workers": args.workers,
-                "cpus": os.cpu_count(),
-                "python": sys.version.split()[0],
-            },
+            "settings": settings(args),
             "in place (engine)": run_engine(root, model, args, resume=False),
             "resume (engine)": run_engine(root, model, args, resume=True),
             "resume (executor only)": run_executor_only(root, model, args),

@@ -44,10 +44,6 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # loopback only; see docs/re
 
 import local_overhead  # noqa: E402
 
-from searchkit_core._config import load_config  # noqa: E402
-from searchkit_core._engine import Engine  # noqa: E402
-from searchkit_core._session import create_experiment  # noqa: E402
-from searchkit_core._store import Store, db_path  # noqa: E402
 from searchkit_runners.local import LocalExecutor  # noqa: E402
 from searchkit_runners.remote._cluster import connect, disconnect  # noqa: E402
 from searchkit_runners.remote._executor import RayExecutor  # noqa: E402
@@ -57,11 +53,7 @@ def run(
     root: pathlib.Path, model: pathlib.Path, args: argparse.Namespace, *, runner: str, resume: bool
 ) -> dict[str, Any]:
     name = f"{runner}-{'resume' if resume else 'inplace'}"
-    config_path = root / f"{name}.yaml"
-    config_path.write_text(local_overhead.CONFIG)
-    experiment = create_experiment(
-        load_config(config_path), experiment_dir=root / name, model_dir=model, runner=runner
-    )
+    experiment = local_overhead.create_benchmark_experiment(root, model, name, runner)
     executor: LocalExecutor | RayExecutor
     if runner == "local":
         executor = LocalExecutor(
@@ -69,21 +61,7 @@ def run(
         )
     else:
         executor = RayExecutor(experiment, entrypoint="bench:train", metric="loss", workers=args.workers)
-    method = local_overhead.Benchmark(
-        args.workers * 4, args.segments, args.workers, args.segment_seconds, resume
-    )
-    store = Store.open(db_path(experiment))
-    started = time.monotonic()
-    try:
-        Engine(store, method, executor, method_name="benchmark", max_restarts=0, metric="loss").run()
-    finally:
-        store.close()
-        executor.shutdown(cancel=True)
-    wall = time.monotonic() - started
-    store = Store.open(db_path(experiment), is_readonly=True)
-    spans = [m for _, group, _, m, _ in store.metrics() if group == "validation"]
-    store.close()
-    result = local_overhead.summarize(spans, args.workers)
+    result, wall = local_overhead.drive_benchmark(experiment, executor, args, resume=resume)
     ideal = args.segments * args.segment_seconds / args.workers
     result["wall_seconds"] = wall
     result["overhead_per_segment_ms"] = 1000 * (wall - ideal) * args.workers / args.segments
@@ -131,19 +109,9 @@ def main() -> None:
         args.address = cluster.address
     root = pathlib.Path(tempfile.mkdtemp(prefix="skbench-"))
     try:
-        model = root / "model"
-        model.mkdir()
-        (model / "bench.py").write_text(textwrap.dedent(local_overhead.TRAIN_SOURCE))
+        model = local_overhead.write_model(root)
         connect(args.address, timeout=60, runtime_env={"working_dir": str(model)})
-        results: dict[str, Any] = {
-            "settings": {
-                "segments": args.segments,
-                "segment_seconds": args.segment_seconds,
-                "workers": args.workers,
-                "cpus": os.cpu_count(),
-                "python": sys.version.split()[0],
-            }
-        }
+        results: dict[str, Any] = {"settings": local_overhead.settings(args)}
         for resume in (False, True):
             for runner in ("local", "remote"):
                 key = f"{runner} {'resume' if resume else 'in place'}"

@@ -154,3 +154,43 @@ def test_bad_options_are_one_line_errors(model_dir: pathlib.Path, option: str, m
     assert "Traceback" not in done.stderr
     if "curves" not in option:  # checked before anything is stored
         assert not (model_dir / "bad").exists()
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes_as_if_never_stopped(model_dir: pathlib.Path) -> None:
+    import signal
+    import sys as _sys
+    import time
+
+    _sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "engine"))
+    from store_dump import dump
+
+    (model_dir / "config.yaml").write_text(CONFIG.replace("max_trials: 32", "max_trials: 6000"))
+    reference = searchkit(
+        "run", "config.yaml", "--runner", "simulate", "--experiment-dir", "ref", "--quiet", cwd=model_dir
+    )
+    assert reference.returncode == 0, reference.stderr
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "searchkit_core", "run", "config.yaml", "--runner", "simulate",
+         "--experiment-dir", "stopped", "--quiet"],
+        cwd=model_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    db = model_dir / "stopped" / "searchkit.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the search is under way
+        if db.exists() and Store.open(db, is_readonly=True).last_journal_time() > 0:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, (out, err)
+    assert "SIGINT received" in err
+    store = Store.open(db, is_readonly=True)
+    try:
+        assert store.meta()["status"] == "stopped"
+    finally:
+        store.close()
+
+    resumed = searchkit("resume", "stopped", cwd=model_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert dump(model_dir / "stopped") == dump(model_dir / "ref")

@@ -39,8 +39,8 @@ from typing import Any
 import attrs
 
 from searchkit_core.errors import UserCodeError
-from searchkit_runners._pool import DEFAULT_GRACE_PERIOD, Phase, PooledExecutor, Slot
 from searchkit_runners.local import _messages as msg
+from searchkit_runners.local._pool import DEFAULT_GRACE_PERIOD, Phase, PooledExecutor, Slot
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "LocalExecutor", "Phase"]
 

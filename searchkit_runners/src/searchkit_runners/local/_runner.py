@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +14,7 @@ from searchkit_core._session import drive, open_experiment
 from searchkit_core._usercode import check_entrypoint
 from searchkit_core.errors import ConfigError
 from searchkit_core.hookspecs import RunRequest
+from searchkit_runners._signals import SignalCatcher
 from searchkit_runners.local._executor import DEFAULT_GRACE_PERIOD, LocalExecutor
 from searchkit_runners.local._gpus import device_groups, visible_gpus
 
@@ -22,16 +22,12 @@ from searchkit_runners.local._gpus import device_groups, visible_gpus
 EXIT_STOPPED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-class StopSignals:
+class StopSignals(SignalCatcher):
     """SIGINT/SIGTERM ask the search to stop cleanly; a second one stops at once (KeyboardInterrupt).
 
     Handlers are installed only in the main thread (Python allows no other) and
     restored on exit.
     """
-
-    def __init__(self) -> None:
-        self.received: signal.Signals | None = None
-        self._previous: dict[signal.Signals, Any] = {}
 
     def is_set(self) -> bool:
         return self.received is not None
@@ -46,17 +42,6 @@ class StopSignals:
             file=sys.stderr,
             flush=True,
         )
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous.clear()
 
 
 def _positive_int(options: Mapping[str, Any], key: str) -> int | None:

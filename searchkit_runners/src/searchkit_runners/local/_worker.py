@@ -93,6 +93,11 @@ class WorkerChannel:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._init_state()
+        threading.Thread(target=self._read, name="searchkit-worker-reader", daemon=True).start()
+
+    def _init_state(self) -> None:
+        """Set up what the channel keeps apart from its transport (the Ray trial actor's channel shares it)."""
         self._send_lock = threading.Lock()
         self._commands: queue.Queue[msg.StartRun | msg.ExitWorker] = queue.Queue()
         self._lengths: queue.Queue[tuple[int, int | None]] = queue.Queue()
@@ -102,7 +107,6 @@ class WorkerChannel:
         self._first_length: int | None = None
         self._outstanding: int | None = None  # a length handed out and not completed yet
         self._last_progress = 0.0
-        threading.Thread(target=self._read, name="searchkit-worker-reader", daemon=True).start()
 
     # -- the reader thread -------------------------------------------------------
 
@@ -112,19 +116,22 @@ class WorkerChannel:
                 data = self._conn.recv_bytes()
             except (EOFError, OSError):
                 os._exit(1)  # the searchkit process is gone: never outlive it
-            message = msg.decode_to_worker(data)
-            if isinstance(message, (msg.StartRun, msg.ExitWorker)):
-                self._commands.put(message)
-            elif isinstance(message, msg.ContinueRun):
-                self._lengths.put((message.run_id, message.length))
-            elif isinstance(message, msg.StopRun):
-                self._lengths.put((message.run_id, None))
-            elif isinstance(message, msg.PreemptRun):
-                self._preempted_runs.add(message.run_id)
-                run = self.run
-                if run is not None and run.run_id == message.run_id:
-                    self._preempt.set()
-                    self._lengths.put((message.run_id, None))  # wake a trial waiting between operations
+            self.deliver(msg.decode_to_worker(data))
+
+    def deliver(self, message: Any) -> None:
+        """Apply one control message from the executor (the reader thread's pipe, or a Ray actor call)."""
+        if isinstance(message, (msg.StartRun, msg.ExitWorker)):
+            self._commands.put(message)
+        elif isinstance(message, msg.ContinueRun):
+            self._lengths.put((message.run_id, message.length))
+        elif isinstance(message, msg.StopRun):
+            self._lengths.put((message.run_id, None))
+        elif isinstance(message, msg.PreemptRun):
+            self._preempted_runs.add(message.run_id)
+            run = self.run
+            if run is not None and run.run_id == message.run_id:
+                self._preempt.set()
+                self._lengths.put((message.run_id, None))  # wake a trial waiting between operations
 
     # -- the main thread -----------------------------------------------------------
 

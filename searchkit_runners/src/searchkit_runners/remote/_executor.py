@@ -35,8 +35,8 @@ import attrs
 
 from searchkit_core._executor import MetricsReported
 from searchkit_core.errors import ConfigError, UserCodeError
-from searchkit_runners._pool import DEFAULT_GRACE_PERIOD, PooledExecutor, Slot, Trial
 from searchkit_runners.local import _messages as msg
+from searchkit_runners.local._pool import DEFAULT_GRACE_PERIOD, PooledExecutor, Slot, Trial
 
 __all__ = ["DEFAULT_GRACE_PERIOD", "RayExecutor", "TrialResources", "check_capacity", "default_workers"]
 

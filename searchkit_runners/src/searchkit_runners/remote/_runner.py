@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import pathlib
-import signal
 import sys
-import threading
 import time
-import types
 from collections.abc import Mapping
 from typing import Any, TextIO
 
@@ -24,6 +21,7 @@ from searchkit_core._session import ExperimentInfo, open_experiment
 from searchkit_core._usercode import check_entrypoint
 from searchkit_core.errors import ConfigError
 from searchkit_core.hookspecs import RunRequest
+from searchkit_runners._signals import SignalCatcher
 from searchkit_runners.remote._cluster import (
     CALL_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
@@ -120,26 +118,8 @@ def _options_for_actor(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: options[k] for k in keep if options.get(k) is not None}
 
 
-class _Detach:
-    """SIGINT/SIGTERM while following: stop following, leave the search running."""
-
-    def __init__(self) -> None:
-        self.received: signal.Signals | None = None
-        self._previous: dict[signal.Signals, Any] = {}
-
-    def _handle(self, signum: int, frame: types.FrameType | None) -> None:
-        self.received = signal.Signals(signum)
-
-    def __enter__(self) -> _Detach:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous.clear()
+class _Detach(SignalCatcher):
+    """SIGINT/SIGTERM while following: stop following, leave the search running (``received`` tells)."""
 
 
 def _say(text: str, stream: TextIO | None = None) -> None:

@@ -29,35 +29,12 @@ from searchkit_runners.local._worker import WorkerChannel, run_trial
 class ActorChannel(WorkerChannel):
     """A :class:`WorkerChannel` whose messages travel through actor calls instead of a pipe."""
 
-    def __init__(self) -> None:  # no pipe and no reader thread: control() delivers messages
-        self._send_lock = threading.Lock()
-        self._commands: queue.Queue[msg.StartRun | msg.ExitWorker] = queue.Queue()
-        self._lengths: queue.Queue[tuple[int, int | None]] = queue.Queue()
-        self._preempt = threading.Event()
-        self._preempted_runs: set[int] = set()
-        self.run: msg.StartRun | None = None
-        self._first_length: int | None = None
-        self._outstanding: int | None = None
-        self._last_progress = 0.0
+    def __init__(self) -> None:  # no pipe and no reader thread: control() calls deliver()
+        self._init_state()
         self.outbox: queue.Queue[str] = queue.Queue()
 
     def send(self, message: object) -> None:
         self.outbox.put(msg.encode(message).decode())
-
-    def deliver(self, message: Any) -> None:
-        """Apply one control message from the executor (what the worker's reader thread does with the pipe)."""
-        if isinstance(message, (msg.StartRun, msg.ExitWorker)):
-            self._commands.put(message)
-        elif isinstance(message, msg.ContinueRun):
-            self._lengths.put((message.run_id, message.length))
-        elif isinstance(message, msg.StopRun):
-            self._lengths.put((message.run_id, None))
-        elif isinstance(message, msg.PreemptRun):
-            self._preempted_runs.add(message.run_id)
-            run = self.run
-            if run is not None and run.run_id == message.run_id:
-                self._preempt.set()
-                self._lengths.put((message.run_id, None))
 
 
 def node_identity() -> dict[str, Any]:

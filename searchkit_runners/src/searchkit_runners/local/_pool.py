@@ -10,6 +10,12 @@ stop, preempt then kill after a grace period, report a crash when a slot is
 lost). :class:`PooledExecutor` holds that logic once; a subclass adds only how
 it talks to its slots: starting one, sending it a message, waiting for its
 messages, noticing and handling its end.
+
+It lives in the ``local`` package, next to the messages both executors send
+(:mod:`searchkit_runners.local._messages`), which the remote runner already
+reuses; a module above ``local`` that imported those messages would run
+``local/__init__`` (and so the local executor, which imports this module)
+while half loaded.
 """
 
 from __future__ import annotations
