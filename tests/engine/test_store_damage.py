@@ -84,7 +84,7 @@ def test_a_journal_row_that_fails_its_checksum_is_refused(tmp_path: pathlib.Path
     db = sqlite3.connect(experiment / DB_NAME)
     # Drop the final snapshots so that recovery reads the journal from its start.
     db.execute("DELETE FROM snapshots")
-    db.execute("UPDATE journal SET event = replace(event, '\"metric\":', '\"metric\": ') WHERE seq = 20")
+    db.execute("UPDATE journal SET event = event || ' ' WHERE seq = 20")  # valid JSON, wrong CRC
     db.commit()
     db.close()
     _assert_refused(experiment, "journal row 20 fails its checksum", is_refused_on_open=False)

@@ -178,8 +178,13 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_as_if_never_stopped(model_dir:
     db = model_dir / "stopped" / "searchkit.db"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until the search is under way
-        if db.exists() and Store.open(db, is_readonly=True).last_journal_time() > 0:
-            break
+        if db.exists():
+            reader = Store.open(db, is_readonly=True)
+            try:
+                if reader.last_journal_time() > 0:
+                    break
+            finally:
+                reader.close()
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)

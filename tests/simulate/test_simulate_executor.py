@@ -67,26 +67,38 @@ def test_reports_of_one_instant_come_in_trial_order_metrics_first() -> None:
     reports = ex.wait(None)
     assert _validations(reports) == [(1, 4, 8.0), (2, 4, 8.0), (3, 4, 8.0)]
     kinds = [type(r).__name__ for r in reports]
-    assert kinds == ["MetricsReported", "ValidationReported"] * 3
-    metrics = reports[0]
+    # Three starts (at 0), then each completion as metrics + validation.
+    assert kinds == ["MetricsReported"] * 3 + ["MetricsReported", "ValidationReported"] * 3
+    assert [r.metrics for r in reports[:3]] == [{"started": 0.0, "restarts": 0}] * 3  # type: ignore[union-attr]
+    metrics = reports[3]
     assert isinstance(metrics, MetricsReported) and metrics.group == "validation"
     assert metrics.metrics["segment_start"] == 0.0 and metrics.metrics["segment_end"] == 8.0
     assert metrics.metrics["units"] == 4
 
 
+def _started(reports: list[Report]) -> list[tuple[int, float]]:
+    return [
+        (r.request_id.int & 0xFFFF, r.metrics["started"])
+        for r in reports
+        if isinstance(r, MetricsReported) and r.group == SIMULATE_GROUP
+    ]
+
+
 def test_with_all_workers_busy_segments_queue_first_come_first_served() -> None:
     ex = _executor(1)
-    ex.launch(_segment(2, 3))  # runs at once: done at 6
-    ex.launch(_segment(3, 1))  # queued (issued 0, trial 3)
-    ex.launch(_segment(1, 2))  # queued (issued 0, trial 1): ahead of trial 3
+    # Launched at one instant in any order: workers go by (issued_at, trial_id).
+    ex.launch(_segment(2, 3))
+    ex.launch(_segment(3, 1))
+    ex.launch(_segment(1, 2))
     first = ex.wait(None)
-    assert _validations(first) == [(2, 3, 6.0)]
-    started = [r for r in first if isinstance(r, MetricsReported) and r.group == SIMULATE_GROUP]
-    # The start of the segment that waited comes before the completion that freed its worker.
-    assert first.index(started[0]) == 0
-    assert started[0].request_id == _rid(1) and started[0].metrics["started"] == 6.0
-    assert _validations(ex.wait(None)) == [(1, 2, 10.0)]
+    assert _started(first) == [(1, 0.0)]
+    assert _validations(first) == [(1, 2, 4.0)]
+    ex.launch(_segment(1, 5, issued_at=4.0))  # issued later: behind trials 2 and 3
+    second = ex.wait(None)
+    assert _started(second) == [(2, 4.0)]  # the start comes before anything later
+    assert _validations(second) == [(2, 3, 10.0)]
     assert _validations(ex.wait(None)) == [(3, 1, 12.0)]
+    assert _validations(ex.wait(None)) == [(1, 5, 18.0)]
 
 
 def test_a_second_launch_of_the_same_segment_is_the_same_launch() -> None:
@@ -101,13 +113,17 @@ def test_a_second_launch_of_the_same_segment_is_the_same_launch() -> None:
 
 
 def test_close_frees_the_worker_for_the_next_in_line() -> None:
-    ex = _executor(1)
+    ex = _executor(2)
     ex.launch(_segment(1, 100))
-    ex.launch(_segment(2, 1))
-    ex.close(_rid(1))
-    reports = ex.wait(None)
-    assert _validations(reports) == [(2, 1, 2.0)]
-    assert any(isinstance(r, MetricsReported) and r.metrics.get("started") == 0.0 for r in reports)
+    for n in (2, 3, 4):
+        ex.launch(_segment(n, 1))
+    first = ex.wait(None)
+    assert _started(first) == [(1, 0.0), (2, 0.0)]
+    assert _validations(first) == [(2, 1, 2.0)]
+    ex.close(_rid(1))  # at 2 s: its worker and trial 2's go to trials 3 and 4
+    second = ex.wait(None)
+    assert _started(second) == [(3, 2.0), (4, 2.0)]
+    assert _validations(second) == [(3, 1, 4.0), (4, 1, 4.0)]
 
 
 def test_crash_injection_is_deterministic_and_restarts_go_on() -> None:

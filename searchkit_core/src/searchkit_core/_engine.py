@@ -459,7 +459,10 @@ class Engine:
                         self._inbox.extend(self.executor.wait(poll))
                     while self._inbox and len(self._rows) < MAX_BATCH and self.ledger.shutdown is None:
                         self._on_report(self._inbox.popleft())
-                    self._drain_pending()
+                        # Each report's consequences (TrialCreated, TrialClosed) before the next
+                        # report: the order of events must not depend on where a batch ends, or a
+                        # search resumed from a commit (whose batches end elsewhere) would diverge.
+                        self._drain_pending()
                 if (
                     self.is_executor_volatile
                     and len(self._rows) < MAX_BATCH

@@ -10,18 +10,20 @@ is what makes a resumed search reproduce the uninterrupted one:
 
 - A segment from ``a`` units (the trial's last validated length) to ``L``
   takes ``(L - a) * seconds_per_unit`` virtual seconds.
-- It starts at its ``issued_at`` when a worker is free then, else it waits in
-  a queue ordered by ``(issued_at, trial_id)`` (first come, first served) and
-  starts the instant a worker frees.
+- Workers are handed out when the clock leaves an instant, once every launch
+  of that instant has arrived: waiting segments, ordered by ``(issued_at,
+  trial_id)`` (first come, first served), take the free workers. A segment
+  that finds one at once starts at its ``issued_at``.
 - Reports of one instant are ordered by trial id.
 
-After a crash of the ``searchkit`` process the engine hands out every unanswered
-segment again with its original ``issued_at``. Without queueing that alone
-reproduces every completion time. With queueing, the start of a segment that
-waited is not derivable from its ``issued_at``, so the executor reports it
-(``MetricsReported`` group ``simulate``, ``{"started": t}``) ahead of the
-completion that freed its worker, hence in the same commit; :meth:`restore`
-reads those back. See docs/engine.md for the one case that is not exact.
+Every start is reported (``MetricsReported`` group ``simulate``,
+``{"started": t}``) ahead of everything that happens later, so a commit that
+holds a start also holds whatever freed its worker. After a crash of the
+``searchkit`` process, :meth:`restore` reads the clock (the last journal row's
+time), each trial's trained length and the recorded starts; the engine hands
+out every unanswered segment again with its original ``issued_at``: recorded
+ones run on from their start, the others wait and are handed workers as the
+first time, so the resumed search is exactly the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -99,7 +101,6 @@ class SimulateExecutor:
         self._queue: list[tuple[float, int, int, _Run]] = []  # (issued_at, trial_id, n, run)
         self._counter = itertools.count()
         self._restored_starts: dict[tuple[uuid.UUID, int, int], float] = {}
-        self._early: list[Report] = []  # start records of segments that took a worker freed by close()
 
     # -- restoring after a crash --------------------------------------------------------
 
@@ -138,12 +139,11 @@ class SimulateExecutor:
         self._active[rid] = run
         restored = self._restored_starts.pop((rid, segment.length, segment.restarts), None)
         if restored is not None:
-            # It took a worker that a completion not yet committed gives back at the same
-            # instant: it runs now, and free workers may go negative until that completion.
-            self._start(run, restored)
-        elif self._free > 0:
-            self._start(run, segment.issued_at)
+            self._start(run, restored)  # it had started before the crash: it runs on from then
         else:
+            # Workers are handed out when the clock leaves this instant (in wait()), in
+            # (issued_at, trial_id) order, so the order of launches within an instant does not
+            # matter: after a crash they come back sorted, and get the same workers.
             heapq.heappush(self._queue, (segment.issued_at, segment.trial_id, next(self._counter), run))
 
     def pause(self, request_id: uuid.UUID) -> None:
@@ -151,13 +151,16 @@ class SimulateExecutor:
         self._cancel(request_id)
 
     def close(self, request_id: uuid.UUID) -> None:
-        if self._cancel(request_id):
-            self._early.extend(self._fill(self._clock))
+        self._cancel(request_id)  # its worker takes the next in line when the clock moves on
 
     def wait(self, timeout: float | None) -> list[Report]:
-        out, self._early = self._early, []
-        while self._events and not self._events[0][3].is_live:
-            heapq.heappop(self._events)
+        self._drop_stale()
+        out: list[Report] = []
+        if not self._events or self._events[0][0] > self._clock:
+            # Leaving the current instant: every launch of it has arrived; fill free workers.
+            # The start records come first, so they are committed before anything later.
+            out = self._fill(self._clock)
+            self._drop_stale()
         if not self._events:
             if out:
                 return out
@@ -216,8 +219,7 @@ class SimulateExecutor:
                 )
             )
             finished.append(ValidationReported(rid, segment.length, value, instant))
-        # Start records first: they must be committed with (or before) the completion that freed the worker.
-        return out + self._fill(instant) + finished
+        return out + finished
 
     def shutdown(self, cancel: bool) -> None:
         for run in self._active.values():
@@ -252,6 +254,10 @@ class SimulateExecutor:
             when = 0.1 + 0.8 * _unit(self.seed, "when", segment.trial_id, segment.length, segment.restarts)
             run.crash_at = at = max(start + duration * when, self._clock)
         heapq.heappush(self._events, (at, segment.trial_id, next(self._counter), run))
+
+    def _drop_stale(self) -> None:
+        while self._events and not self._events[0][3].is_live:
+            heapq.heappop(self._events)
 
     def _fill(self, instant: float) -> list[Report]:
         """Start queued segments on free workers at ``instant``; return their start records."""
