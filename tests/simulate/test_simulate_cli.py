@@ -199,3 +199,18 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_as_if_never_stopped(model_dir:
     resumed = searchkit("resume", "stopped", cwd=model_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert dump(model_dir / "stopped") == dump(model_dir / "ref")
+
+
+def test_a_preview_needs_no_training_code(tmp_path: pathlib.Path) -> None:
+    """The simulator runs curves, not code: a config alone previews a search."""
+    (tmp_path / "config.yaml").write_text(CONFIG)  # model_def.py does not exist
+    done = searchkit("run", "config.yaml", "--runner", "simulate", "--experiment-dir", "preview", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    store = Store.open(db_path(tmp_path / "preview"), is_readonly=True)
+    try:
+        assert store.meta()["status"] == "completed"
+    finally:
+        store.close()
+    local = searchkit("run", "config.yaml", "--runner", "local", "--experiment-dir", "real", cwd=tmp_path)
+    assert local.returncode == 8 and "model_def" in local.stderr
+    assert not (tmp_path / "real").exists()

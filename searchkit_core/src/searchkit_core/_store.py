@@ -19,6 +19,7 @@ Tables:
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pathlib
@@ -116,6 +117,37 @@ class TrialRow:
     updated_seq: int
 
 
+#: Connections this process holds open, by file. Closing ANY descriptor of a database file
+#: drops every POSIX lock this process holds on it, SQLite's included ("How To Corrupt An
+#: SQLite Database File", 2.2), so searchkit reads a file's header itself only while it
+#: has no connection to that file.
+_OPEN_FILES: collections.Counter[tuple[int, int]] = collections.Counter()
+
+
+def _file_key(path: pathlib.Path) -> tuple[int, int]:
+    info = path.stat()
+    return (info.st_dev, info.st_ino)
+
+
+def _check_header(path: pathlib.Path) -> None:
+    """Refuse a file that is not an SQLite database, or is shorter than its header says.
+
+    Checked before SQLite sees the file, so that a damaged store is never rewritten.
+    """
+    with open(path, "rb") as f:
+        header_page = f.read(100)
+    if header_page[:16] != b"SQLite format 3\x00":
+        raise StoreError(f"{path}: not an SQLite database (corrupt or not a searchkit store); left untouched")
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return  # a checkpoint may have stopped half-way; SQLite finishes it from the WAL
+    raw_page_size = int.from_bytes(header_page[16:18], "big")
+    page_size = 65536 if raw_page_size == 1 else raw_page_size
+    page_count = int.from_bytes(header_page[28:32], "big")
+    if path.stat().st_size < page_size * page_count:
+        raise StoreError(f"{path}: the experiment store is truncated; it was left untouched")
+
+
 def db_path(experiment_dir: pathlib.Path) -> pathlib.Path:
     return pathlib.Path(experiment_dir) / DB_NAME
 
@@ -130,6 +162,7 @@ class Store:
     def __init__(self, path: pathlib.Path, *, is_readonly: bool = False) -> None:
         self.path = pathlib.Path(path)
         self.is_readonly = is_readonly
+        self._key: tuple[int, int] | None = None
         try:
             if is_readonly:
                 self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
@@ -138,7 +171,8 @@ class Store:
             self._db.execute("PRAGMA busy_timeout = 30000")
         except sqlite3.Error as exc:
             raise _wrap(self.path, exc) from None
-        self._in_transaction = False
+        self._key = _file_key(self.path)
+        _OPEN_FILES[self._key] += 1
 
     # -- opening -----------------------------------------------------------
 
@@ -182,18 +216,8 @@ class Store:
             )
         if path.stat().st_size == 0:
             raise StoreError(f"{path}: the experiment store is empty (truncated?); it was left untouched")
-        # Check the header before SQLite sees the file: a damaged file must never be rewritten.
-        with open(path, "rb") as f:
-            header_page = f.read(100)
-        if header_page[:16] != b"SQLite format 3\x00":
-            raise StoreError(
-                f"{path}: not an SQLite database (corrupt or not a searchkit store); left untouched"
-            )
-        raw_page_size = int.from_bytes(header_page[16:18], "big")
-        page_size = 65536 if raw_page_size == 1 else raw_page_size
-        page_count = int.from_bytes(header_page[28:32], "big")
-        if path.stat().st_size < page_size * page_count:
-            raise StoreError(f"{path}: the experiment store is truncated; it was left untouched")
+        if not _OPEN_FILES[_file_key(path)]:
+            _check_header(path)
         store = cls(path, is_readonly=True)
         try:
             version = store.meta().get("store_format_version")
@@ -217,6 +241,9 @@ class Store:
         return writer
 
     def close(self) -> None:
+        if self._key is not None:
+            _OPEN_FILES[self._key] -= 1
+            self._key = None
         self._db.close()
 
     # -- transactions --------------------------------------------------------

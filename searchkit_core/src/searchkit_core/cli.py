@@ -360,7 +360,8 @@ def run(
     resolved_model_dir = (model_dir if model_dir is not None else config.parent).resolve()
     from searchkit_core._usercode import check_entrypoint
 
-    check_entrypoint(resolved_model_dir, loaded.entrypoint)  # before anything is stored
+    if runner_plugin.needs_user_code:
+        check_entrypoint(resolved_model_dir, loaded.entrypoint)  # before anything is stored
     if runner_plugin.preflight is not None:
         runner_plugin.preflight(runner_options)
     # --storage-path (remote runner): experiments live where every cluster node reaches them.

@@ -87,6 +87,9 @@ class RunnerPlugin:
     #: SearchkitError if the runner cannot start (no cluster at the address, say), so that a
     #: mistake leaves no experiment directory behind. ``None``: nothing to check.
     preflight: Callable[[Mapping[str, Any]], None] | None = None
+    #: Whether the runner imports the config's entrypoint. ``False`` (the simulator, which runs
+    #: learning curves instead of training code): ``searchkit run`` does not look for it.
+    needs_user_code: bool = True
 
 
 @attrs.frozen

@@ -78,6 +78,7 @@ RUNNERS: list[RunnerPlugin] = [
         summary="virtual time against learning curves: preview a search's cost, benchmark methods",
         factory=_simulate,
         preflight=_simulate_preflight,
+        needs_user_code=False,
     ),
     RunnerPlugin(
         name="remote",
