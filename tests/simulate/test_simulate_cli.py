@@ -204,7 +204,9 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes_as_if_never_stopped(model_dir:
 def test_a_preview_needs_no_training_code(tmp_path: pathlib.Path) -> None:
     """The simulator runs curves, not code: a config alone previews a search."""
     (tmp_path / "config.yaml").write_text(CONFIG)  # model_def.py does not exist
-    done = searchkit("run", "config.yaml", "--runner", "simulate", "--experiment-dir", "preview", cwd=tmp_path)
+    done = searchkit(
+        "run", "config.yaml", "--runner", "simulate", "--experiment-dir", "preview", cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     store = Store.open(db_path(tmp_path / "preview"), is_readonly=True)
     try:
