@@ -44,9 +44,11 @@ CREATE TABLE IF NOT EXISTS journal (
     operations TEXT NOT NULL,
     crc INTEGER NOT NULL
 );
+-- Keyed by trial_id (creation order), not by the random request id: updates then touch the
+-- end of the table instead of random pages of an index.
 CREATE TABLE IF NOT EXISTS trials (
-    request_id TEXT PRIMARY KEY,
-    trial_id INTEGER NOT NULL UNIQUE,
+    trial_id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
     hparams TEXT NOT NULL,
     state TEXT NOT NULL,
     trained INTEGER NOT NULL,
@@ -64,7 +66,8 @@ CREATE TABLE IF NOT EXISTS metrics (
     metrics TEXT NOT NULL,
     time REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS metrics_by_trial ON metrics (request_id, grp, steps);
+-- metrics has no index by trial on purpose: rows arrive in time order and readers read them
+-- all, while an index on random request ids cost about a tenth of the engine's time at 100k trials.
 CREATE TABLE IF NOT EXISTS checkpoints (
     uuid TEXT PRIMARY KEY,
     request_id TEXT NOT NULL,
