@@ -61,7 +61,7 @@ from searchkit_core._operations import (
     Shutdown,
     ValidateAfter,
 )
-from searchkit_core._store import Store, TrialRow
+from searchkit_core._store import Store
 from searchkit_core._view import Observer, SearchView
 from searchkit_core.errors import SearchMethodError, StoreError
 
@@ -120,45 +120,54 @@ def _field(value: Any) -> Any:
     return _wire.unstructure(value)
 
 
-def _op_data(op: Operation) -> Any:
-    """What ``_wire.unstructure(op)`` gives, built directly for the common operations (the hot path).
+def _number_text(value: Any) -> str | None:
+    """``value`` as JSON writes it when it is a finite float or an int, else ``None``."""
+    cls = type(value)
+    if cls is int or (cls is float and math.isfinite(value)):
+        return repr(value)  # what json.dumps writes for both
+    return None
 
-    Only called on checked operations, whose hyperparameters are plain JSON already.
+
+def _op_text(op: Operation) -> str:
+    """``_wire.dumps_fragment(_wire.unstructure(op))``, built directly for the common operations (the hot path).
+
+    Only called on checked operations: lengths are ints, hyperparameters plain JSON,
+    request ids UUIDs (whose text needs no escaping).
     """
     cls = type(op)
     if cls is ValidateAfter:
-        return {"type": "ValidateAfter", "request_id": str(op.request_id), "length": op.length}  # type: ignore[union-attr]
-    if cls is Create:
-        return {
-            "type": "Create",
-            "request_id": str(op.request_id),  # type: ignore[union-attr]
-            "hparams": op.hparams,  # type: ignore[union-attr]
-            "checkpoint": _field(op.checkpoint),  # type: ignore[union-attr]
-        }
+        va: ValidateAfter = op  # type: ignore[assignment]
+        return f'{{"type":"ValidateAfter","request_id":"{va.request_id}","length":{int(va.length)!r}}}'
     if cls is Close:
-        return {"type": "Close", "request_id": str(op.request_id)}  # type: ignore[union-attr]
-    return _wire.unstructure(op)
+        return f'{{"type":"Close","request_id":"{op.request_id}"}}'  # type: ignore[union-attr]
+    if cls is Create:
+        create: Create = op  # type: ignore[assignment]
+        return (
+            f'{{"type":"Create","request_id":"{create.request_id}","hparams":{_ENCODE(create.hparams)},'
+            f'"checkpoint":{_ENCODE(_field(create.checkpoint))}}}'
+        )
+    return _ENCODE(_wire.unstructure(op))
 
 
 def _event_text(event: JournalEvent) -> str:
     """``_wire.dumps_fragment(event)``, built directly for the common events (the hot path)."""
     cls = type(event)
     if cls is ValidationCompleted:
-        data: Any = {
-            "type": "ValidationCompleted",
-            "request_id": str(event.request_id),  # type: ignore[union-attr]
-            "metric": _field(event.metric),  # type: ignore[union-attr]
-            "train_length": _field(event.train_length),  # type: ignore[union-attr]
-        }
+        done: ValidationCompleted = event  # type: ignore[assignment]
+        metric = _number_text(done.metric)
+        length = _number_text(done.train_length)
+        if metric is not None and length is not None:
+            return (
+                f'{{"type":"ValidationCompleted","request_id":"{done.request_id}",'
+                f'"metric":{metric},"train_length":{length}}}'
+            )
     elif cls is TrialCreated or cls is TrialClosed:
-        data = {"type": cls.__name__, "request_id": str(event.request_id)}  # type: ignore[union-attr]
-    else:
-        return _wire.dumps_fragment(event)
-    return _ENCODE(data)
+        return f'{{"type":"{cls.__name__}","request_id":"{event.request_id}"}}'  # type: ignore[union-attr]
+    return _wire.dumps_fragment(event)
 
 
 def _ops_text(ops: Iterable[Operation]) -> str:
-    return _ENCODE([_op_data(op) for op in ops])
+    return "[" + ",".join([_op_text(op) for op in ops]) + "]"
 
 
 def _snapshot_text(snap: LedgerSnapshot) -> str:
@@ -712,7 +721,7 @@ class Engine:
         trials = self.ledger.trials
         with self.store.transaction() as store:
             store.append_journal(self._rows)
-            store.put_trials(self._trial_row(trials[rid]) for rid in self._dirty)
+            store.put_trials([self._trial_row(trials[rid]) for rid in self._dirty])
             store.put_metrics(self._metric_rows)
             store.put_checkpoints(self._checkpoint_rows)
             if self._rows or final:
@@ -752,20 +761,20 @@ class Engine:
             self._last_snapshot_bytes = len(body)
             self._row_bytes_since_snapshot = 0
 
-    def _trial_row(self, rec: TrialRecord) -> TrialRow:
-        return TrialRow(
-            request_id=str(rec.request_id),
-            trial_id=rec.trial_id,
-            hparams=self._hparams_text(rec),
-            state=rec.state.value,
-            trained=rec.trained,
-            target=rec.targets[0] if rec.targets else None,
-            restarts=rec.restarts,
-            last_metric=rec.last_metric
-            if rec.last_metric is None or math.isfinite(rec.last_metric)
-            else None,
-            error=self._errors.get(rec.request_id),
-            updated_seq=self.seq,
+    def _trial_row(self, rec: TrialRecord) -> tuple[Any, ...]:
+        """The trial's row for readers, in :class:`TrialRow`'s field order."""
+        metric = rec.last_metric
+        return (
+            str(rec.request_id),
+            rec.trial_id,
+            self._hparams_text(rec),
+            rec.state.value,
+            rec.trained,
+            rec.targets[0] if rec.targets else None,
+            rec.restarts,
+            metric if metric is None or math.isfinite(metric) else None,
+            self._errors.get(rec.request_id),
+            self.seq,
         )
 
     def _hparams_text(self, rec: TrialRecord) -> str:

@@ -335,25 +335,12 @@ class Store:
 
     # -- trials, metrics, checkpoints --------------------------------------------
 
-    def put_trials(self, rows: Iterable[TrialRow]) -> None:
+    def put_trials(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Write trial records, each a tuple in :class:`TrialRow`'s field order (the engine's hot path)."""
         self._db.executemany(
             "INSERT OR REPLACE INTO trials (request_id, trial_id, hparams, state, trained, target, "
             "restarts, last_metric, error, updated_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.request_id,
-                    r.trial_id,
-                    r.hparams,
-                    r.state,
-                    r.trained,
-                    r.target,
-                    r.restarts,
-                    r.last_metric,
-                    r.error,
-                    r.updated_seq,
-                )
-                for r in rows
-            ],
+            rows,
         )
 
     def trials(self, states: Sequence[str] | None = None) -> list[TrialRow]:

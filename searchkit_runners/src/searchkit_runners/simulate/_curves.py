@@ -94,6 +94,11 @@ class SyntheticCurves:
     _shapes: dict[str, tuple[float, float, float]] = attrs.field(
         factory=dict, init=False, eq=False, repr=False
     )
+    # The sines' frequencies and phases of each hyperparameter name: they depend on the seed
+    # and the name only, and hashing them again for every trial was most of a shape's cost.
+    _waves: dict[str, tuple[float, float, float, float]] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False
+    )
 
     def _shape(self, hparams: Mapping[str, Any]) -> tuple[float, float, float]:
         key = json.dumps(hparams, sort_keys=True)
@@ -110,10 +115,7 @@ class SyntheticCurves:
         speed = 0.0
         cost = 0.0
         for name, number, text in feats:
-            w1 = 0.5 + 2.0 * _unit(self.seed, name, "w1")
-            p1 = 2 * math.pi * _unit(self.seed, name, "p1")
-            w2 = 0.5 + 2.0 * _unit(self.seed, name, "w2")
-            p2 = 2 * math.pi * _unit(self.seed, name, "p2")
+            w1, p1, w2, p2 = self._wave(name)
             if number is not None:
                 quality += math.sin(w1 * number + p1)
                 speed += math.sin(w2 * number + p2)
@@ -128,6 +130,17 @@ class SyntheticCurves:
         s = 0.5 + 0.5 * math.tanh(2 * speed / n)
         c = 0.5 + 0.5 * math.tanh(2 * cost / n)
         return 0.05 + 0.5 * q, 0.5 + 1.5 * s, c
+
+    def _wave(self, name: str) -> tuple[float, float, float, float]:
+        wave = self._waves.get(name)
+        if wave is None:
+            wave = self._waves[name] = (
+                0.5 + 2.0 * _unit(self.seed, name, "w1"),
+                2 * math.pi * _unit(self.seed, name, "p1"),
+                0.5 + 2.0 * _unit(self.seed, name, "w2"),
+                2 * math.pi * _unit(self.seed, name, "p2"),
+            )
+        return wave
 
     def metric(self, trial_id: int, hparams: Mapping[str, Any], length: int) -> float:
         final, rate, _ = self._shape(hparams)
