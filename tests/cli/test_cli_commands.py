@@ -512,6 +512,29 @@ def test_a_config_path_that_is_a_directory(site, tmp_path, capsys) -> None:  # t
     _assert_one_error_line(err, "is not a file")
 
 
+def test_a_config_file_that_is_not_utf8(site, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "binary.yaml"
+    config.write_bytes(b"\xff\xfe\x00bad")
+    code, _, err = _run(["run", str(config), "--runner", "recording"], Registry(), capsys)
+    assert code == 2
+    _assert_one_error_line(err, "cannot read config file", "binary.yaml", "utf-8")
+
+
+def test_an_experiment_dir_that_cannot_be_created(site, config_file, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "a-file").write_text("")
+    argv = [
+        "run",
+        str(config_file),
+        "--runner",
+        "recording",
+        "--experiment-dir",
+        str(tmp_path / "a-file" / "sub"),
+    ]
+    code, _, err = _run(argv, Registry(), capsys)
+    assert code == 5
+    _assert_one_error_line(err, "cannot create the experiment directory", "a-file/sub", "Not a directory")
+
+
 @pytest.mark.parametrize("columns", ["80", "200"])
 def test_plugins_table_prints_summaries_verbatim_at_any_width(columns: str, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     import types

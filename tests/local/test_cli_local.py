@@ -198,6 +198,32 @@ def test_sigkill_then_resume_loses_nothing_and_repeats_nothing(tmp_path: pathlib
     assert [t["hparams"] for t in doc["trials"]] == [t["hparams"] for t in ref_doc["trials"]]
 
 
+def test_sigkill_also_ends_the_processes_the_training_code_started(tmp_path: pathlib.Path) -> None:
+    # Each operation of the toy trial starts `sleep 300` (as data loaders or subprocess
+    # calls in real training code would): they must not outlive the search either.
+    experiment = tmp_path / "exp"
+    process = _start(
+        experiment,
+        "--workers",
+        "2",
+        "--set",
+        "hyperparameters.spawn_child=true",
+        "--set",
+        "hyperparameters.unit_seconds=0.03",
+    )
+    _wait_for_validations(experiment, 2, process)
+    workers = _worker_pids(process.pid)
+    children = [c for w in workers for c in _worker_pids(w)]
+    assert children, "the training code started no process to check"
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    end = time.monotonic() + 10
+    while any(is_alive(p) for p in workers + children) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not any(is_alive(p) for p in workers), "trial processes outlived the killed searchkit process"
+    assert not any(is_alive(p) for p in children), "processes started by training code outlived searchkit"
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_cleanly_and_resume_completes(
     tmp_path: pathlib.Path, sig: signal.Signals, code: int
@@ -334,13 +360,50 @@ def test_a_model_that_fails_to_import_in_the_worker_stops_the_search_with_one_li
         str(experiment),
     )
     assert result.returncode == 8, result.stderr
+    log_path = experiment / "logs" / "local-worker-0.log"
     assert result.stderr.strip().splitlines()[-1] == (
         "searchkit: error: entrypoint broken:train: importing 'broken' failed: "
-        "ModuleNotFoundError: No module named 'no_such_dependency_xyz'"
+        f"ModuleNotFoundError: No module named 'no_such_dependency_xyz' (traceback in {log_path})"
     )
     assert "Traceback" not in result.stderr
-    log = (experiment / "logs" / "local-worker-0.log").read_text()
+    log = log_path.read_text()
     assert "No module named 'no_such_dependency_xyz'" in log  # the full traceback is kept for the user
+    # Nothing was decided, so no experiment was kept: once fixed, the same command works.
+    assert sorted(p.name for p in experiment.iterdir()) == ["logs"]
+    (model / "broken.py").write_text((MODEL_DIR / "toy.py").read_text())
+    fixed = run(
+        "run", str(config), str(model), "--runner", "local", "--workers", "2",
+        "--experiment-dir", str(experiment),
+    )  # fmt: skip
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    check_completed_search(experiment)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--workrs=3",), "unknown option(s) for the local runner: workrs"),
+        (("--address=127.0.0.2:6379",), "(--address is for --runner remote)"),
+        (("--grace-period=-1",), "runner option grace_period must be a positive number of seconds"),
+        (("--trial-timeout=0",), "trial_timeout: must be a number of seconds > 0"),
+        (("--set", "resources.slots_per_trial=2"), "resources.slots_per_trial is 2 but this machine shows"),
+    ],
+)
+def test_a_bad_runner_option_or_resource_request_is_one_line_and_keeps_nothing(
+    tmp_path: pathlib.Path, extra: tuple[str, ...], message: str
+) -> None:
+    experiment = tmp_path / "exp"
+    result = subprocess.run(
+        searchkit("run", str(CONFIG), "--runner", "local", "--experiment-dir", str(experiment), *extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"},  # one GPU, as far as searchkit can tell
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    assert not experiment.exists()
 
 
 def test_status_picks_the_best_trial_by_the_metric_direction(tmp_path: pathlib.Path) -> None:

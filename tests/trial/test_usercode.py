@@ -32,6 +32,23 @@ def model(tmp_path: pathlib.Path) -> pathlib.Path:
                 pass
 
             made = (lambda ctx: "made")
+
+            def noarg():
+                pass
+
+            def two(ctx, other):
+                pass
+
+            def keyword(ctx, *, key):
+                pass
+
+            def with_default(ctx, extra=1):
+                return "default"
+
+            def star(*args, **kwargs):
+                return "star"
+
+            no_arg_lambda = lambda: None
             NUMBER = 3
             if os.environ.get("NEVER_SET_X"):
                 def conditional(ctx):
@@ -65,11 +82,14 @@ def test_entrypoint_must_look_like_module_colon_function(text: object) -> None:
 
 def test_good_entrypoints_pass_both_checks(model: pathlib.Path) -> None:
     name = _name(model)
-    for entrypoint in (f"{name}:train", f"{name}:made", f"{name}:conditional", f"pkg.{name}:train"):
-        check_entrypoint(model, entrypoint)
+    for function in ("train", "made", "conditional", "with_default", "star"):
+        check_entrypoint(model, f"{name}:{function}")
+    check_entrypoint(model, f"pkg.{name}:train")
     assert load_entrypoint(model, f"{name}:train")(None) == "trained"
     assert load_entrypoint(model, f"{name}:made")(None) == "made"
     assert load_entrypoint(model, f"pkg.{name}:train")(None) == "pkg"
+    assert load_entrypoint(model, f"{name}:with_default")(None) == "default"
+    assert load_entrypoint(model, f"{name}:star")(None) == "star"
 
 
 @pytest.mark.parametrize(
@@ -78,6 +98,9 @@ def test_good_entrypoints_pass_both_checks(model: pathlib.Path) -> None:
         (":nope", "defines no function 'nope'"),
         (":Trial", "'Trial' in .* is a class, not a function"),
         (":atrain", "is an async function"),
+        (":noarg", r"'noarg' in .* takes no argument; searchkit calls it with the trial context"),
+        (":two", r"'two' in .* needs 2 arguments \(ctx, other\)"),
+        (":keyword", "needs keyword-only argument.* key that searchkit does not pass"),
         ("_missing:train", "module '.*_missing' not found in model directory"),
         ("_broken:train", r"_broken.py:1: syntax error"),
     ],
@@ -94,8 +117,11 @@ def test_check_entrypoint_errors_without_importing(model: pathlib.Path, suffix: 
     [
         (":nope", "has no attribute 'nope'"),
         (":Trial", "'Trial' is a class, not a function"),
-        (":NUMBER", "'NUMBER' is a int, not a function"),
+        (":NUMBER", "'NUMBER' is an int, not a function"),
         (":atrain", "is an async function"),
+        (":noarg", r"'noarg' cannot be called as train\(ctx\): too many positional arguments"),
+        (":no_arg_lambda", r"cannot be called as train\(ctx\)"),
+        (":two", r"cannot be called as train\(ctx\): missing a required argument: 'other'"),
         ("_missing:train", "not found in model directory"),
         ("_raises:train", "importing '.*_raises' failed: RuntimeError: no GPU here"),
         ("_imports:train", "ModuleNotFoundError: No module named 'no_such_dependency_xyz'"),

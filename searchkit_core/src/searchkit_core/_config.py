@@ -494,6 +494,19 @@ def parse_yaml(text: str, source: str = "config") -> Any:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
 
 
+def read_config_text(path: str | pathlib.Path) -> str:
+    """The text of a config file, or a :class:`ConfigError` that says why it cannot be read."""
+    file = pathlib.Path(path)
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(file)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {str(file)!r} is a directory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(file)!r}: {exc}") from None
+
+
 def load_config(
     path: str | os.PathLike[str],
     overrides: Mapping[str, Any] | None = None,
@@ -501,12 +514,5 @@ def load_config(
 ) -> ExperimentConfig:
     """Read and validate a YAML config file; see :func:`validate_config` for the rest."""
     file = pathlib.Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(file)!r} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {str(file)!r} is a directory") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {str(file)!r}: {exc}") from None
+    text = read_config_text(file)
     return validate_config(parse_yaml(text, str(file)), method_validate, overrides)

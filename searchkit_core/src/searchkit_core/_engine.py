@@ -490,6 +490,7 @@ class Engine:
             # the relaunched segments report them again, and keeping both would record them
             # twice. Keep the checkpoints: files on disk a relaunch can start from.
             self._commit_reports_quietly()
+            self._mark_stopped_quietly()
             raise
         self._commit(final=True)
         self.store.set_meta(status="completed")
@@ -731,6 +732,13 @@ class Engine:
         self._dirty = {}
         self._last_commit = time.monotonic()
         self._act(touched)
+
+    def _mark_stopped_quietly(self) -> None:
+        """After an error the search is no longer running; `searchkit status` should say so."""
+        try:
+            self.store.set_meta(status="stopped")
+        except Exception:  # the original error matters more
+            log.exception("could not record that the search stopped")
 
     def _commit_reports_quietly(self) -> None:
         try:

@@ -68,7 +68,12 @@ def create_experiment(
         )
     if experiment_dir.exists() and not experiment_dir.is_dir():
         raise StoreError(f"{experiment_dir} exists and is not a directory")
-    experiment_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the experiment directory {experiment_dir}: {exc.strerror or exc}"
+        ) from None
     meta = {
         "config": _wire.to_json(config),
         "name": config.name,
@@ -83,6 +88,54 @@ def create_experiment(
     if config_text is not None:
         (experiment_dir / "config.yaml").write_text(config_text)
     return experiment_dir
+
+
+#: What :func:`create_experiment` and a first run put in an experiment directory, except ``logs/``.
+_CREATED_ENTRIES = (
+    DB_NAME,
+    f"{DB_NAME}-wal",
+    f"{DB_NAME}-shm",
+    "config.yaml",
+    LOCK_NAME,
+    "trials",
+    "checkpoints",
+)
+
+
+def discard_unstarted(experiment_dir: pathlib.Path, *, existed: bool) -> bool:
+    """Remove an experiment that ``searchkit run`` created but whose search never made a decision.
+
+    Called when a run fails with a user error (training code that cannot be
+    imported, a GPU request the machine cannot meet) before the engine journaled
+    anything: the mistake leaves no experiment behind, and the same command works
+    once it is fixed. ``logs/`` stays when it holds something (the traceback of
+    an import that failed); a directory that existed before keeps everything
+    else it held. Returns whether the experiment was removed.
+    """
+    import shutil
+
+    experiment_dir = pathlib.Path(experiment_dir).absolute()
+    try:
+        store = Store.open(db_path(experiment_dir), is_readonly=True)
+        try:
+            if store.journal_length() > 0:
+                return False
+        finally:
+            store.close()
+    except StoreError:
+        return False
+    for name in _CREATED_ENTRIES:
+        entry = experiment_dir / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    logs = experiment_dir / "logs"
+    if logs.is_dir() and not any(logs.iterdir()):
+        logs.rmdir()
+    if not existed and not any(experiment_dir.iterdir()):
+        experiment_dir.rmdir()
+    return True
 
 
 def open_experiment(experiment_dir: pathlib.Path) -> ExperimentInfo:

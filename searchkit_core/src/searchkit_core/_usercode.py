@@ -117,7 +117,36 @@ def check_entrypoint(model_dir: pathlib.Path | str | None, entrypoint: str) -> E
         raise UserCodeError(
             f"entrypoint {ep}: '{name}' in {source_file} is an async function; searchkit calls train(ctx) synchronously"
         )
+    if binding == "def" and "." not in ep.function:
+        problem = _signature_problem(_function_args(tree, name))
+        if problem:
+            raise UserCodeError(f"entrypoint {ep}: '{name}' in {source_file} {problem}")
     return ep
+
+
+def _function_args(tree: ast.Module, name: str) -> ast.arguments:
+    """The arguments of the last top-level ``def name`` (the one a later definition leaves bound)."""
+    found = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == name and _is_top(tree, node)
+    ]
+    return max(found, key=lambda node: node.lineno).args
+
+
+def _signature_problem(args: ast.arguments) -> str | None:
+    """Why a function with these arguments cannot be called as ``train(ctx)``, or None."""
+    positional = [*args.posonlyargs, *args.args]
+    required = len(positional) - len(args.defaults)
+    if not positional and args.vararg is None:
+        return "takes no argument; searchkit calls it with the trial context: def train(ctx)"
+    if required > 1:
+        names = ", ".join(a.arg for a in positional[:required])
+        return f"needs {required} arguments ({names}); searchkit calls it with the trial context alone"
+    missing = [a.arg for a, default in zip(args.kwonlyargs, args.kw_defaults, strict=True) if default is None]
+    if missing:
+        return f"needs keyword-only argument(s) {', '.join(missing)} that searchkit does not pass"
+    return None
 
 
 def _top_level_binding(tree: ast.Module, name: str) -> str | None:
@@ -238,11 +267,21 @@ def load_entrypoint(model_dir: pathlib.Path | str | None, entrypoint: str) -> Ca
             + _class_hint(bases)
         )
     if not callable(target):
+        kind = type(target).__name__
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
         raise UserCodeError(
-            f"entrypoint {ep}: '{ep.function}' is a {type(target).__name__}, not a function taking the trial context"
+            f"entrypoint {ep}: '{ep.function}' is {article} {kind}, not a function taking the trial context"
         )
     if inspect.iscoroutinefunction(target):
         raise UserCodeError(
             f"entrypoint {ep}: '{ep.function}' is an async function; searchkit calls train(ctx) synchronously"
         )
+    try:
+        inspect.signature(target).bind(None)
+    except TypeError as exc:
+        raise UserCodeError(
+            f"entrypoint {ep}: '{ep.function}' cannot be called as train(ctx): {exc}"
+        ) from None
+    except ValueError:
+        pass  # no signature to inspect (some builtins): the call itself will tell
     return target

@@ -259,7 +259,7 @@ def _method_validator(
 
     name = searcher_override
     if name is None:
-        raw = _config.parse_yaml(config.read_text(encoding="utf-8"), str(config))
+        raw = _config.parse_yaml(_config.read_config_text(config), str(config))
         section = raw.get("searcher") if isinstance(raw, Mapping) else None
         name = section.get("name") if isinstance(section, Mapping) else None
     if not isinstance(name, str) or not name:
@@ -367,13 +367,14 @@ def run(
     # --storage-path (remote runner): experiments live where every cluster node reaches them.
     experiments_root = storage_path if storage_path is not None else DEFAULT_EXPERIMENTS_DIR
     target = experiment_dir if experiment_dir is not None else experiments_root / loaded.name
+    existed = target.exists()
     created = _session.create_experiment(
         loaded,
         experiment_dir=target,
         model_dir=resolved_model_dir,
         runner=runner,
         runner_options=runner_options,
-        config_text=config.read_text(),
+        config_text=_config.read_config_text(config),
     )
     _note(f"experiment {loaded.name!r} in {created} (searcher {loaded.searcher['name']}, runner {runner})")
     request = RunRequest(
@@ -382,7 +383,15 @@ def run(
         is_resume=False,
         options=runner_options,
     )
-    return _finish(runner_plugin.factory().run(request))
+    try:
+        code = runner_plugin.factory().run(request)
+    except SearchkitError:
+        # A mistake found once the runner started (training code that does not import, say):
+        # an experiment in which nothing was decided is not kept, so fixing it and running the
+        # same command again works.
+        _session.discard_unstarted(created, existed=existed)
+        raise
+    return _finish(code)
 
 
 def _note(message: str) -> None:

@@ -25,6 +25,12 @@ def _local() -> Runner:
     return LocalRunner()
 
 
+def _local_preflight(options: Mapping[str, Any]) -> None:
+    from searchkit_runners.local import check_options
+
+    check_options(options)
+
+
 def _simulate() -> Runner:
     from searchkit_runners.simulate import SimulateRunner
 
@@ -72,6 +78,7 @@ RUNNERS: list[RunnerPlugin] = [
         name="local",
         summary="trials in warm worker processes on this machine",
         factory=_local,
+        preflight=_local_preflight,
     ),
     RunnerPlugin(
         name="simulate",

@@ -236,6 +236,32 @@ class LocalExecutor(PooledExecutor[_Worker]):
         log.debug("started local worker %d (pid %s, devices %s)", index, process.pid, devices)
         return worker
 
+    def warm_up(self, timeout: float | None = None) -> None:
+        """Start one worker and wait until it has imported the entrypoint.
+
+        ``searchkit run`` calls this before the engine makes its first decision, so that
+        training code that cannot be imported is a user error with nothing decided (and
+        no experiment left behind). The worker then serves the search's first trial.
+        """
+        worker = self._free_slot()
+        if worker is None or worker.is_ready:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not worker.is_ready:
+            if self._fatal is not None:
+                raise self._fatal
+            if worker not in self._workers:  # it died: _on_death forgot it
+                raise UserCodeError(
+                    f"the first worker {_describe_exit(worker.process.returncode)} while importing "
+                    f"entrypoint {self.entrypoint} (its output is in {self._worker_log(worker.index)})"
+                )
+            if deadline is not None and time.monotonic() > deadline:
+                raise UserCodeError(
+                    f"importing entrypoint {self.entrypoint} took more than {timeout:g} s "
+                    f"(its output is in {self._worker_log(worker.index)})"
+                )
+            self._poll(0.2)
+
     def _worker_log(self, index: int) -> pathlib.Path:
         return self.experiment_dir / "logs" / f"local-worker-{index}.log"
 
@@ -286,7 +312,7 @@ class LocalExecutor(PooledExecutor[_Worker]):
             self.startup_seconds.append(time.monotonic() - worker.started)
             return
         if isinstance(message, msg.WorkerFailed):
-            self._fatal = UserCodeError(message.error)
+            self._fatal = UserCodeError(f"{message.error} (traceback in {self._worker_log(worker.index)})")
             return
         self._on_run_message(worker, message)
 

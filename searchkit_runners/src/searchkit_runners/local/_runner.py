@@ -70,6 +70,26 @@ def _positive_float(options: Mapping[str, Any], key: str, default: float | None)
     return number
 
 
+#: The local runner's options (``searchkit run --runner local --NAME=VALUE``); see docs/cli.md.
+KNOWN_OPTIONS = ("workers", "trial_timeout", "grace_period", "plain", "storage_path")
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse unknown or malformed runner options, naming the option (``searchkit run`` preflight)."""
+    unknown = sorted(set(options) - set(KNOWN_OPTIONS))
+    if unknown:
+        hint = " (--address is for --runner remote)" if "address" in unknown else ""
+        raise ConfigError(
+            f"unknown option(s) for the local runner: {', '.join(unknown)}{hint} "
+            f"(known: {', '.join(KNOWN_OPTIONS)})"
+        )
+    _positive_int(options, "workers")
+    _positive_float(options, "trial_timeout", None)
+    _positive_float(options, "grace_period", None)
+    if not isinstance(options.get("plain", False), bool):
+        raise ConfigError(f"runner option plain is a flag (--plain), got {options['plain']!r}")
+
+
 def plan_slots(
     slots_per_trial: int, workers: int | None, environ: Mapping[str, str] | None = None
 ) -> tuple[int, list[str] | None]:
@@ -107,6 +127,7 @@ class LocalRunner:
         config = info.config
         model_dir = request.model_dir if request.model_dir is not None else info.model_dir
         options = dict(request.options)
+        check_options(options)
         check_entrypoint(model_dir, config.entrypoint)
         workers = _positive_int(options, "workers")
         count, groups = plan_slots(int(config.resources.slots_per_trial), workers)
@@ -125,6 +146,8 @@ class LocalRunner:
         stop = StopSignals()
         display = make_display(force_plain=bool(options.get("plain")))
         try:
+            if not request.is_resume:
+                executor.warm_up()  # training code that cannot be imported: an error before any decision
             with stop, display:
                 outcome = drive(info.experiment_dir, executor, observer=display, should_stop=stop.is_set)
         except KeyboardInterrupt:

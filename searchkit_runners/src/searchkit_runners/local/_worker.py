@@ -4,9 +4,12 @@ A worker is a fresh interpreter (``python -m searchkit_runners.local._worker``,
 so no state of the searchkit process leaks into user code) in its own session
 (a Ctrl-C in the terminal reaches only the searchkit process). It
 
-1. arranges to die with its parent: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` on
-   Linux, plus a reader thread that exits the process when the pipe to the
-   parent closes and a watchdog that polls the parent pid (other systems);
+1. arranges to die with its parent, and to take every process it started
+   with it (data loaders, ``subprocess`` calls of the user's code: they share
+   its process group): ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` on Linux with a
+   handler that kills the group, plus a reader thread that does the same when
+   the pipe to the parent closes and a watchdog that polls the parent pid (for
+   a main thread stuck in C code, and other systems);
 2. ignores SIGINT: the searchkit process decides how trials stop
    (``should_preempt``, then a grace period);
 3. imports the user's entrypoint once (torch and friends are paid once per
@@ -34,6 +37,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -64,22 +68,46 @@ PROGRESS_INTERVAL = 0.25  # seconds between progress messages; progress is only 
 WATCHDOG_INTERVAL = 1.0
 
 
+def die_with_group() -> None:
+    """End this worker and every process it started (it leads its own process group)."""
+    if os.getpgrp() == os.getpid():
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpid(), signal.SIGKILL)
+    os._exit(1)
+
+
 def die_with_parent(parent_pid: int) -> None:
-    """Make sure this process does not outlive ``parent_pid``, even when the parent is SIGKILLed."""
+    """Make sure this process and its children do not outlive ``parent_pid``, even when it is SIGKILLed.
+
+    The parent-death signal is SIGTERM, not SIGKILL, so that its handler can
+    kill the whole process group first: a SIGKILL would end only this process
+    and leave the user's subprocesses running.
+    """
+    worker_pid = os.getpid()
+
+    def on_sigterm(signum: int, frame: types.FrameType | None) -> None:
+        if os.getpid() == worker_pid:
+            die_with_group()
+        # A process the user's code forked (a data loader) inherits this handler; it must not
+        # take the whole trial down when its own parent terminates it.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         except (OSError, AttributeError):
             pass  # the watchdog below still works
     if os.getppid() != parent_pid:
-        os._exit(1)  # the parent died before prctl took effect
+        die_with_group()  # the parent died before prctl took effect
 
     def watch() -> None:
         while True:
             time.sleep(WATCHDOG_INTERVAL)
             if os.getppid() != parent_pid:
-                os._exit(1)
+                die_with_group()
 
     threading.Thread(target=watch, name="searchkit-parent-watchdog", daemon=True).start()
 
@@ -115,7 +143,7 @@ class WorkerChannel:
             try:
                 data = self._conn.recv_bytes()
             except (EOFError, OSError):
-                os._exit(1)  # the searchkit process is gone: never outlive it
+                die_with_group()  # the searchkit process is gone: never outlive it
             self.deliver(msg.decode_to_worker(data))
 
     def deliver(self, message: Any) -> None:
