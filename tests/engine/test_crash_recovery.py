@@ -1,8 +1,8 @@
 """SIGKILL a simulated search at many moments, resume it each time, and compare with an uninterrupted run.
 
 The search runs in child processes of ``crash_driver.py`` (real processes,
-real SQLite, real SIGKILL). Kill points are chosen at random: half by counting
-passes through hook points (inside a store transaction before its COMMIT,
+real SQLite, real SIGKILL). Kill points are chosen at random, at least 50 of
+them landing before the search ends: most by counting passes through hook points (inside a store transaction before its COMMIT,
 right after a COMMIT, at a launch, at a wait), the rest by wall-clock timers
 that land anywhere, SQLite's own COMMIT included. Workers are fewer than the
 method's concurrency, so segments queue, and some segments crash on purpose,
@@ -50,8 +50,11 @@ SEARCHERS = {
     },
 }
 
-HOOK_KILLS = 40
+HOOK_KILLS = 60
 TIMER_KILLS = 10
+#: The part of the search (by journal rows) the random hook kills walk through: most of it, but
+#: not so much that the search ends before they have landed (tail kills do the rest).
+WALK = 0.9
 
 
 def _drive(
@@ -60,6 +63,7 @@ def _drive(
     searcher: dict[str, Any],
     engine: dict[str, Any],
     kills: list[dict[str, Any]],
+    tail_kill: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec = {
         "experiment_dir": str(tmp / name),
@@ -76,6 +80,7 @@ def _drive(
         "options": {"workers": 4, "crash_fraction": 0.08, "noise": 0.01},
         "engine": engine,
         "kills": kills,
+        "tail_kill": tail_kill,
     }
     spec_path = tmp / f"{name}.json"
     spec_path.write_text(json.dumps(spec))
@@ -99,7 +104,8 @@ def _drive(
         # As with a real runner: commit after every wait, act only on committed decisions.
         {"is_volatile": False},
         # The defaults (512-row batches) on a search ten times larger: batches end mid-instant.
-        {"max_trials_factor": 10},
+        # Its search moves on only eight batches at a time, so fewer kills can land in it.
+        {"max_trials_factor": 10, "min_kills": 20},
     ],
     ids=["batched", "commit-per-wait", "large"],
 )
@@ -109,6 +115,7 @@ def test_sigkill_at_random_moments_resumes_to_the_uninterrupted_result(
     searcher = dict(SEARCHERS[method])
     engine = dict(engine)
     searcher["max_trials"] *= engine.pop("max_trials_factor", 1)
+    min_kills = engine.pop("min_kills", 50)
     reference = _drive(tmp_path, "reference", searcher, engine, [])
     expected = dump(tmp_path / "reference")
     assert expected["status"] == "completed"
@@ -122,15 +129,24 @@ def test_sigkill_at_random_moments_resumes_to_the_uninterrupted_result(
     # A site passed only a few times (a replayable method's snapshot, taken at the end) would end the search.
     sites = [site for site in sites if calls.get(site, 0) >= 10]
     kills: list[dict[str, Any]] = []
-    for index in range(HOOK_KILLS):
+    # A search moves on only through commits (with a volatile executor a batch holds many
+    # events), so the kills walk through the search by journal position: each is armed once
+    # the store holds a random number of rows (in increasing order, over most of the search),
+    # then lands at a random pass through its site within the next commit or two.
+    rows = len(expected["journal"])
+    commits = calls["__exit__"]
+    for index, at_row in enumerate(sorted(rng.randint(0, int(WALK * rows)) for _ in range(HOOK_KILLS))):
         site = sites[index % len(sites)]
-        span = max(1, calls[site] // (HOOK_KILLS + TIMER_KILLS))  # about half the run in all
-        kills.append({"hook": rng.randint(1, span), "site": site})
-    kills += [{"timer": rng.uniform(0.0, 0.02)} for _ in range(TIMER_KILLS)]
-    rng.shuffle(kills)
-    report = _drive(tmp_path, "crashed", searcher, engine, kills)
-    assert report["killed"] + report["completed_early"] == len(kills)
-    assert report["killed"] >= 0.8 * len(kills), report  # most kills landed before the end
+        per_commit = max(1, round(calls[site] / commits))
+        kills.append({"at_row": at_row, "hook": rng.randint(1, 2 * per_commit), "site": site})
+    for _ in range(TIMER_KILLS):  # anywhere, recovery included
+        kills.insert(rng.randrange(len(kills) + 1), {"timer": rng.uniform(0.0, 0.02)})
+    # Then a kill after every third commit until the search ends: its last closings, its
+    # shutdown and its final snapshot are killed too.
+    report = _drive(tmp_path, "crashed", searcher, engine, kills, tail_kill={"hook": 3, "site": "__exit__"})
+    assert report["killed"] >= min_kills, report  # kills landed at this many moments before the end
+    positions = report["journal_at_kills"]
+    assert max(positions) >= 0.95 * len(expected["journal"]), (positions, len(expected["journal"]))
     plan_sites = {k["site"] for k in kills if "site" in k}
     sites = (tmp_path / "crashed.sites").read_text().split()
     inside_commit = {"append_journal", "put_trials", "put_metrics", "put_snapshot", "put_files"}
