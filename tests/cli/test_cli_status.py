@@ -111,6 +111,7 @@ def test_status_table_shows_trials_and_the_best_one(finished_experiment, capsys,
     assert f"best trial: {best['trial_id']}" in out
     for trial in document["trials"]:
         assert f"x={trial['hparams']['x']:.6g}" in out
+        assert trial["request_id"][:8] in out  # the short request id, as in the trials' logs
 
 
 def test_status_of_a_directory_that_is_not_an_experiment(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -504,7 +504,9 @@ def render_status(status: Mapping[str, Any], out: TextIO | None = None) -> None:
         # Narrow enough for 80 columns: the target shares a cell with what was trained
         # ("32>128" while training towards 128), restarts appear only when there were any.
         has_restarts = any(trial.get("restarts") for trial in trials)
-        columns = ["trial", "state", "rung", "trained", "metric"] + (["restarts"] if has_restarts else [])
+        columns = ["trial", "request", "state", "rung", "trained", "metric"] + (
+            ["restarts"] if has_restarts else []
+        )
         table = Table(
             title=Text(f"trials (metric: {metric})"), box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False
         )
@@ -529,6 +531,8 @@ def render_status(status: Mapping[str, Any], out: TextIO | None = None) -> None:
                 trained += f">{_cell(trial.get('target'))}"
             cells = {
                 "trial": _cell(trial.get("trial_id")),
+                # The request id's first 8 characters, as in trial logs; --json has it whole.
+                "request": _cell(trial.get("request_id"))[:8],
                 "state": _cell(trial.get("state")),
                 "rung": _cell(trial.get("rung")),
                 "trained": trained,
