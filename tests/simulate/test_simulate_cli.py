@@ -96,6 +96,35 @@ def test_a_preview_reports_trials_per_length_cost_and_virtual_time(model_dir: pa
     assert "simulated search" in resumed.stdout
 
 
+def test_the_preview_says_when_each_trial_ran_on_w_workers(model_dir: pathlib.Path) -> None:
+    done = searchkit(
+        "run", "config.yaml", "--runner", "simulate", "--experiment-dir", "exp", "--workers=3", "--quiet",
+        cwd=model_dir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = (model_dir / "exp" / "simulation-timeline.csv").read_text().splitlines()
+    assert rows[0] == "trial_id,start_seconds,end_seconds,length"
+    segments = [(int(t), float(a), float(b), int(n)) for t, a, b, n in (r.split(",") for r in rows[1:])]
+    store = Store.open(db_path(model_dir / "exp"), is_readonly=True)
+    try:
+        trials = {t.trial_id: t for t in store.trials()}
+    finally:
+        store.close()
+    assert {t for t, *_ in segments} == set(trials)
+    for trial_id, trial in trials.items():
+        lengths = [n for t, _, _, n in segments if t == trial_id]
+        assert lengths == sorted(lengths) and lengths[-1] == trial.trained  # ran rung after rung
+    # Never more than 3 segments at once: the workers are modelled.
+    instants = sorted({a for _, a, _, _ in segments})
+    assert max(sum(1 for _, a, b, _ in segments if a <= x < b) for x in instants) == 3
+    # The first trials' segments are printed too.
+    first = [s for s in segments if s[0] == 1]
+    spans = ", ".join(f"{a:g}-{b:g} s ({n})" for _, a, b, n in first)
+    assert f"  trial 1: {spans}" in done.stdout
+    assert "when each trial ran (virtual seconds; batches reached in brackets):" in done.stdout
+    assert f"... and {len(trials) - 20} more trials" in done.stdout
+
+
 def test_fewer_workers_make_a_longer_search(model_dir: pathlib.Path) -> None:
     times = []
     for workers in (8, 2):

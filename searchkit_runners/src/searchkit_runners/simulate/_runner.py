@@ -164,6 +164,12 @@ def build_executor(
     return executor, settings
 
 
+#: Written into the experiment directory after a simulated search: every segment of every trial.
+TIMELINE_FILE = "simulation-timeline.csv"
+#: Trials whose segments the summary prints (all are in TIMELINE_FILE).
+TIMELINE_LINES = 20
+
+
 @attrs.frozen
 class SimulationSummary:
     """What a simulated search cost, read from its store."""
@@ -179,6 +185,8 @@ class SimulationSummary:
     best_metric: float | None
     best_length: int | None
     states: dict[str, int]
+    #: When each trial ran: trial id -> its segments as (virtual start, virtual end, length reached).
+    timeline: dict[int, list[tuple[float, float, int]]] = attrs.field(factory=dict)
 
     @classmethod
     def read(
@@ -193,11 +201,14 @@ class SimulationSummary:
             crashes = 0
             best: tuple[float, int, int] | None = None
             ids = {t.request_id: t.trial_id for t in trials}
+            timeline: dict[int, list[tuple[float, float, int]]] = {}
             for rid, group, steps, metrics, _time in store.metrics():
                 if group == "validation" and "segment_start" in metrics:
                     lengths[rid] = max(lengths.get(rid, 0), steps)
                     units += int(metrics.get("units", 0))
-                    busy += float(metrics["segment_end"]) - float(metrics["segment_start"])
+                    start, end = float(metrics["segment_start"]), float(metrics["segment_end"])
+                    busy += end - start
+                    timeline.setdefault(ids[rid], []).append((start, end, steps))
                 elif group == SIMULATE_GROUP and "crashed" in metrics:
                     crashes += 1
                     units += int(metrics.get("units", 0))
@@ -218,6 +229,8 @@ class SimulationSummary:
         for t in trials:
             states[t.state] = states.get(t.state, 0) + 1
         del ids
+        for segments in timeline.values():
+            segments.sort()
         return cls(
             trials=len(trials),
             reached=reached,
@@ -230,7 +243,28 @@ class SimulationSummary:
             best_metric=(best[0] if smaller_is_better else -best[0]) if best else None,
             best_length=best[2] if best else None,
             states=states,
+            timeline=dict(sorted(timeline.items())),
         )
+
+    def write_timeline(self, path: pathlib.Path) -> None:
+        """Every segment of every trial as CSV: trial_id, start, end (virtual seconds), length."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("trial_id,start_seconds,end_seconds,length\n")
+            for trial_id, segments in self.timeline.items():
+                for start, end, length in segments:
+                    f.write(f"{trial_id},{start:.6g},{end:.6g},{length}\n")
+
+    def timeline_lines(self, unit: str = "units", most: int = TIMELINE_LINES) -> list[str]:
+        """When the first ``most`` trials ran, one line each: ``trial 3: 0-40 s (40), 120-240 s (160)``."""
+        out = []
+        for trial_id, segments in list(self.timeline.items())[:most]:
+            spans = ", ".join(f"{start:.6g}-{end:.6g} s ({length})" for start, end, length in segments)
+            out.append(f"  trial {trial_id}: {spans}")
+        if out:
+            out.insert(0, f"when each trial ran (virtual seconds; {unit} reached in brackets):")
+        if len(self.timeline) > most:
+            out.append(f"  ... and {len(self.timeline) - most} more trials")
+        return out
 
     def lines(self, unit: str = "units") -> list[str]:
         out = [
@@ -281,9 +315,12 @@ class SimulateRunner:
         summary = SimulationSummary.read(
             info.experiment_dir, workers=settings.workers, smaller_is_better=info.config.smaller_is_better
         )
+        timeline = info.experiment_dir / TIMELINE_FILE
+        summary.write_timeline(timeline)
         print(f"simulate: {settings.curves.describe()}, {settings.workers} workers", file=out)
-        for line in summary.lines(info.config.unit):
+        for line in [*summary.timeline_lines(info.config.unit), *summary.lines(info.config.unit)]:
             print(line, file=out)
+        print(f"every segment of every trial: {TIMELINE_FILE} in the experiment directory", file=out)
         out.flush()
         if outcome.status == "stopped" and stop.received is not None:
             return EXIT_STOPPED.get(stop.received, 130)
