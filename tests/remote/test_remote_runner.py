@@ -21,6 +21,7 @@ from ray_cluster import HEAD_IP, NODE2_IP, RayCluster, free_port, stop_node
 from remote_helpers import (
     MODEL_DIR,
     meta_status,
+    open_store,
     placements,
     read_until,
     results,
@@ -322,6 +323,7 @@ def test_stopping_the_second_node_retries_its_trials_on_the_head(
             "searcher.num_rungs": 2,
             "searcher.max_length": {"batches": 8},
             "hyperparameters.unit_seconds": 1.0,  # 4 s segments: the node dies mid-segment
+            "hyperparameters.checkpoint_every_unit": True,  # ... after a checkpoint in that segment
         },
     )
     submitted = run_cli(
@@ -334,7 +336,18 @@ def test_stopping_the_second_node_retries_its_trials_on_the_head(
     def on_node2() -> set[int]:
         return {tid for tid, runs in placements(experiment).items() if runs[-1]["node_ip"] == NODE2_IP}
 
-    victims = wait_for(on_node2, 60, "a trial to start on the second node")
+    def checkpointed_on_node2() -> dict[int, int]:
+        """Trials running on the second node with a checkpoint taken there: trial id -> its steps."""
+        running = on_node2()
+        store = open_store(experiment)
+        try:
+            ids = {row.request_id: row.trial_id for row in store.trials() if row.state == "RUNNING"}
+            latest = store.latest_checkpoints()
+        finally:
+            store.close()
+        return {ids[rid]: steps for rid, (_, steps, _) in latest.items() if ids.get(rid) in running}
+
+    victims = wait_for(checkpointed_on_node2, 60, "a trial to checkpoint on the second node")
     before = _state("remote-node-loss")
     assert before is not None and before["node_ip"] == HEAD_IP  # the search loop runs on the head
     stop_node(driver.node2, grace=0)  # the node dies: its raylet, agents and trial actors at once
@@ -355,4 +368,6 @@ def test_stopping_the_second_node_retries_its_trials_on_the_head(
         runs = where[trial[0]]
         assert runs[0]["node_ip"] == NODE2_IP
         assert runs[-1]["node_ip"] == HEAD_IP
-        assert runs[-1]["steps"] > 0 or runs[-1]["restarts"] >= 1  # resumed from a checkpoint or restarted
+        # Retried from its latest checkpoint (taken on the lost node, at least as late as the
+        # one seen before the kill), not from zero.
+        assert runs[-1]["steps"] >= victims.get(trial[0], 1) >= 1, (trial, runs)

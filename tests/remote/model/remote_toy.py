@@ -20,8 +20,17 @@ def metric_of(hparams: dict[str, Any], length: int) -> float:
     return round((float(hparams.get("x", 0.5)) - 0.3) ** 2 + 1.0 / (1.0 + length), 12)
 
 
+def _save(ctx: Any, trained: int) -> None:
+    with ctx.checkpoint.store_path({"steps_completed": trained}) as path:
+        (pathlib.Path(path) / STATE).write_text(json.dumps({"trained": trained}))
+
+
 def train(ctx: Any) -> None:
-    """Sleep ``unit_seconds`` per unit, validate, checkpoint every operation, complete."""
+    """Sleep ``unit_seconds`` per unit, validate, checkpoint every operation, complete.
+
+    With ``checkpoint_every_unit``, also checkpoint after every unit (so that a trial
+    lost mid-segment has a checkpoint to resume from).
+    """
     hp = ctx.hparams
     unit = float(hp.get("unit_seconds", 0.01))
     trained = 0
@@ -34,10 +43,11 @@ def train(ctx: Any) -> None:
             time.sleep(unit)
             trained += 1
             op.report_progress(trained)
+            if hp.get("checkpoint_every_unit") and trained < op.length:
+                _save(ctx, trained)
             if ctx.preempt.should_preempt():
                 return
         metric = metric_of(hp, trained)
         ctx.train.report_validation_metrics(trained, {"loss": metric, "pid": os.getpid()})
-        with ctx.checkpoint.store_path({"steps_completed": trained}) as path:
-            (pathlib.Path(path) / STATE).write_text(json.dumps({"trained": trained}))
+        _save(ctx, trained)
         op.report_completed(metric)
