@@ -7,7 +7,10 @@ curves (seed 1). Trials cost no time, so what is measured is the cost of
 deciding and of recording:
 
 - searchkit: the engine + ASHA + the SQLite store, driven by the simulate
-  executor (16 workers in virtual time); every event committed to disk.
+  executor (16 workers in virtual time); every event committed to SQLite, in
+  batches of up to 512 events (the simulator is volatile: it is rebuilt from the
+  store after a crash, so it may hear of decisions before their commit), and
+  separately with a commit after every wait, as the local and remote runners do.
 - Optuna: ``SuccessiveHalvingPruner(min_resource=1, reduction_factor=4)`` with
   a ``RandomSampler``, reporting at the same four lengths; in-memory storage and
   ``JournalStorage(JournalFileBackend)``.
@@ -77,7 +80,7 @@ def searchkit_config(trials: int) -> dict[str, Any]:
     }
 
 
-def measure_searchkit(trials: int, directory: str) -> dict[str, Any]:
+def measure_searchkit(trials: int, directory: str, *, commit_per_wait: bool = False) -> dict[str, Any]:
     from searchkit_core._config import validate_config
     from searchkit_core._session import create_experiment, drive, open_experiment
     from searchkit_core._store import db_path
@@ -92,6 +95,10 @@ def measure_searchkit(trials: int, directory: str) -> dict[str, Any]:
     )
     started = time.perf_counter()
     executor, _ = build_executor(open_experiment(experiment), {"workers": WORKERS})
+    if commit_per_wait:
+        # As with the local and remote runners, whose executors outlive no crash of the engine:
+        # a commit after every wait, and only committed decisions handed out.
+        executor.is_volatile = False
     outcome = drive(experiment, executor, poll=0.0)
     wall = time.perf_counter() - started
     peak = _peak_mb()  # before reading anything back
@@ -234,6 +241,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 100000])
+    parser.add_argument("--per-wait-sizes", type=int, nargs="*", default=[1000, 10000])
     parser.add_argument("--optuna-sizes", type=int, nargs="*", default=[1000, 10000])
     parser.add_argument("--journal-sizes", type=int, nargs="*", default=[1000])
     parser.add_argument("--ray-trials", type=int, default=1000, help="0: no Ray Tune")
@@ -244,8 +252,8 @@ def main() -> None:
 
     if args.measure:
         kind, *rest = args.measure
-        if kind == "searchkit":
-            result = measure_searchkit(int(rest[0]), rest[1])
+        if kind in ("searchkit", "searchkit-per-wait"):
+            result = measure_searchkit(int(rest[0]), rest[1], commit_per_wait=kind == "searchkit-per-wait")
         elif kind == "resume":
             result = measure_resume(rest[0])
         elif kind in ("optuna-memory", "optuna-journal"):
@@ -270,6 +278,11 @@ def main() -> None:
                 rows.append({"system": "searchkit engine + ASHA + SQLite", "n": n, **r})
                 if n == 100_000:
                     resume_dir = directory
+        for n in args.per_wait_sizes:
+            directory = os.path.join(tmp, f"sk-per-wait-{n}")
+            r = _sub("searchkit-per-wait", str(n), directory, timeout=args.timeout)
+            if r:
+                rows.append({"system": "searchkit, a commit after every wait", "n": n, **r})
         if resume_dir is not None:
             r = _sub("resume", resume_dir, timeout=args.timeout)
             if r:
@@ -300,7 +313,8 @@ def main() -> None:
     for row in rows:
         n, wall = row["n"], row["wall"]
         is_ours = row["system"].startswith("searchkit engine")
-        events = f"{row['events'] / wall:,.0f}" if is_ours and wall > 0 else "-"
+        has_events = is_ours or "every wait" in row["system"]
+        events = f"{row['events'] / wall:,.0f}" if has_events and wall > 0 else "-"
         ratio = (
             "1"
             if is_ours
