@@ -245,3 +245,20 @@ def test_a_preview_needs_no_training_code(tmp_path: pathlib.Path) -> None:
     local = searchkit("run", "config.yaml", "--runner", "local", "--experiment-dir", "real", cwd=tmp_path)
     assert local.returncode == 8 and "model_def" in local.stderr
     assert not (tmp_path / "real").exists()
+
+
+def test_asha_using_fewer_rungs_is_one_warning_line(model_dir: pathlib.Path) -> None:
+    (model_dir / "small.yaml").write_text(
+        CONFIG.replace("max_length: {batches: 64}", "max_length: {batches: 4}")
+    )
+    for argv in (
+        ("run", "small.yaml", "--runner", "simulate", "--experiment-dir", "small", "--quiet"),
+        ("resume", "small", "--quiet"),
+    ):
+        done = searchkit(*argv, cwd=model_dir)
+        assert done.returncode == 0, done.stderr
+        warnings = [line for line in done.stderr.splitlines() if "too small" in line]
+        assert warnings == [
+            "searchkit: warning: searcher.num_rungs: max_length 4 is too small for 3 distinct rung budgets "
+            "with divisor 4; using 2 rungs with budgets [1, 4]"
+        ], done.stderr

@@ -123,9 +123,7 @@ class AshaSearch(SearchMethod):
         self.seed = seed
         self.rng = random.Random(seed)
         plans, warning = plan_brackets(config)
-        warn_if_reduced(warning)
-        if warning:
-            logger.warning("asha: %s", warning)
+        warn_if_reduced(warning)  # a warning, not also a log line: the CLI shows it once
         self._brackets = [_BracketState(p, config.divisor, config.stop_once) for p in plans]
         self._trials: list[_Trial] = []
         self._by_id: dict[uuid.UUID, int] = {}

@@ -655,9 +655,14 @@ def _error_line(message: str) -> str:
 
 @contextlib.contextmanager
 def _plugin_warnings_as_lines() -> Iterator[None]:
-    """Show plugin load warnings as ``searchkit: warning: ...`` lines, not Python warning blocks."""
+    """Show plugin warnings as ``searchkit: warning: ...`` lines, not Python warning blocks.
+
+    Plugin load failures, and the ``UserWarning`` subclasses a plugin's own code
+    issues (ASHA using fewer rungs than asked, say): each once per command.
+    """
     with warnings.catch_warnings():
         original = warnings.showwarning
+        shown: set[str] = set()
 
         def show(
             message: Warning | str,
@@ -667,8 +672,11 @@ def _plugin_warnings_as_lines() -> Iterator[None]:
             file: TextIO | None = None,
             line: str | None = None,
         ) -> None:
-            if issubclass(category, PluginLoadWarning):
-                print(f"searchkit: warning: {message}", file=sys.stderr)
+            is_plugins = issubclass(category, UserWarning) and category.__module__.startswith("searchkit")
+            if issubclass(category, PluginLoadWarning) or is_plugins:
+                if str(message) not in shown:
+                    shown.add(str(message))
+                    print(f"searchkit: warning: {message}", file=sys.stderr)
             else:
                 original(message, category, filename, lineno, file, line)
 
