@@ -102,7 +102,7 @@ _CREATED_ENTRIES = (
 )
 
 
-def discard_unstarted(experiment_dir: pathlib.Path, *, existed: bool) -> bool:
+def discard_unstarted(experiment_dir: pathlib.Path, *, existed: bool) -> None:
     """Remove an experiment that ``searchkit run`` created but whose search never made a decision.
 
     Called when a run fails with a user error (training code that cannot be
@@ -110,7 +110,7 @@ def discard_unstarted(experiment_dir: pathlib.Path, *, existed: bool) -> bool:
     anything: the mistake leaves no experiment behind, and the same command works
     once it is fixed. ``logs/`` stays when it holds something (the traceback of
     an import that failed); a directory that existed before keeps everything
-    else it held. Returns whether the experiment was removed.
+    else it held.
     """
     import shutil
 
@@ -119,11 +119,11 @@ def discard_unstarted(experiment_dir: pathlib.Path, *, existed: bool) -> bool:
         store = Store.open(db_path(experiment_dir), is_readonly=True)
         try:
             if store.journal_length() > 0:
-                return False
+                return
         finally:
             store.close()
     except StoreError:
-        return False
+        return
     for name in _CREATED_ENTRIES:
         entry = experiment_dir / name
         if entry.is_dir() and not entry.is_symlink():
@@ -135,7 +135,6 @@ def discard_unstarted(experiment_dir: pathlib.Path, *, existed: bool) -> bool:
         logs.rmdir()
     if not existed and not any(experiment_dir.iterdir()):
         experiment_dir.rmdir()
-    return True
 
 
 def open_experiment(experiment_dir: pathlib.Path) -> ExperimentInfo:

@@ -236,7 +236,7 @@ class LocalExecutor(PooledExecutor[_Worker]):
         log.debug("started local worker %d (pid %s, devices %s)", index, process.pid, devices)
         return worker
 
-    def warm_up(self, timeout: float | None = None) -> None:
+    def warm_up(self) -> None:
         """Start one worker and wait until it has imported the entrypoint.
 
         ``searchkit run`` calls this before the engine makes its first decision, so that
@@ -246,7 +246,6 @@ class LocalExecutor(PooledExecutor[_Worker]):
         worker = self._free_slot()
         if worker is None or worker.is_ready:
             return
-        deadline = None if timeout is None else time.monotonic() + timeout
         while not worker.is_ready:
             if self._fatal is not None:
                 raise self._fatal
@@ -254,11 +253,6 @@ class LocalExecutor(PooledExecutor[_Worker]):
                 raise UserCodeError(
                     f"the first worker {_describe_exit(worker.process.returncode)} while importing "
                     f"entrypoint {self.entrypoint} (its output is in {self._worker_log(worker.index)})"
-                )
-            if deadline is not None and time.monotonic() > deadline:
-                raise UserCodeError(
-                    f"importing entrypoint {self.entrypoint} took more than {timeout:g} s "
-                    f"(its output is in {self._worker_log(worker.index)})"
                 )
             self._poll(0.2)
 
