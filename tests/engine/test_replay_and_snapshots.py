@@ -17,11 +17,8 @@ from searchkit_core.errors import StoreError
 from searchkit_runners.simulate import build_executor
 
 
-def test_a_method_that_claims_to_be_replayable_but_is_not_is_refused_on_recovery(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # uuid4 request ids and the global random: replaying gives other operations.
-    monkeypatch.setattr(engine_methods.UuidRandomSearch, "replayable", True)
+def _uuid_random_committing_per_wait(tmp_path: pathlib.Path) -> tuple[pathlib.Path, Any]:
+    """A small uuid4 + global random search, and a simulate executor that commits after every wait."""
     searcher = {
         "name": "uuid-random",
         "max_length": {"batches": 16},
@@ -31,6 +28,15 @@ def test_a_method_that_claims_to_be_replayable_but_is_not_is_refused_on_recovery
     experiment = eh.create(tmp_path / "exp", eh.config(searcher))
     executor, _ = build_executor(open_experiment(experiment), {})
     executor.is_volatile = False  # commit after every wait, as real runners do
+    return experiment, executor
+
+
+def test_a_method_that_claims_to_be_replayable_but_is_not_is_refused_on_recovery(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uuid4 request ids and the global random: replaying gives other operations.
+    monkeypatch.setattr(engine_methods.UuidRandomSearch, "replayable", True)
+    experiment, executor = _uuid_random_committing_per_wait(tmp_path)
     waits = 0
 
     def crash_midway() -> bool:
@@ -101,15 +107,7 @@ def test_a_method_that_is_not_replayable_is_snapshotted_at_every_commit(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written = _snapshot_sizes(monkeypatch)
-    searcher = {
-        "name": "uuid-random",
-        "max_length": {"batches": 16},
-        "max_trials": 30,
-        "max_concurrent_trials": 3,
-    }
-    experiment = eh.create(tmp_path / "exp", eh.config(searcher))
-    executor, _ = build_executor(open_experiment(experiment), {})
-    executor.is_volatile = False
+    experiment, executor = _uuid_random_committing_per_wait(tmp_path)
     commits = 0
     original = Store.transaction
 
