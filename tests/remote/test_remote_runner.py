@@ -172,6 +172,25 @@ def test_search_completes_with_trials_on_both_nodes(driver: RayCluster, tmp_path
     assert document["name"] == "remote-both" and document["status"] == "completed"
 
 
+def test_trials_asking_for_a_custom_resource_run_only_where_it_is(
+    driver: RayCluster, tmp_path: pathlib.Path
+) -> None:
+    # Only the second node has the resource "node2" (1 unit): trials asking for half of it
+    # all run there, two at a time, whatever the head has free.
+    assert not driver.node2.is_stopped
+    config = write_config(tmp_path, "remote-custom", **{"searcher.max_trials": 4})
+    done = run_cli(
+        "run", str(config), str(MODEL_DIR), "--runner", "remote", "--address", driver.address,
+        "--storage-path", str(tmp_path / "storage"), "--plain", "--trial-resources={node2: 0.5}", LINGER,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    experiment = tmp_path / "storage" / "remote-custom"
+    assert results(experiment)["status"] == "completed"
+    where = placements(experiment)
+    assert len(where) == 4
+    assert {run["node_ip"] for runs in where.values() for run in runs} == {NODE2_IP}
+
+
 def test_killing_the_search_actor_process_loses_and_repeats_nothing(
     driver: RayCluster, tmp_path: pathlib.Path
 ) -> None:
