@@ -130,14 +130,14 @@ def stop_process_group(pgid: int, grace: float = 5.0) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
     end = time.monotonic() + grace
-    while time.monotonic() < end and any(_is_alive(pid) for pid in members):
+    while time.monotonic() < end and any(is_alive(pid) for pid in members):
         time.sleep(0.1)
     for pid in members | process_tree(pgid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
 
 
-def _is_alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"

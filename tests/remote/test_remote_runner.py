@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from ray_cluster import HEAD_IP, NODE2_IP, RayCluster, free_port, stop_node
+from ray_cluster import HEAD_IP, NODE2_IP, RayCluster, free_port, is_alive, stop_node
 from remote_helpers import (
     MODEL_DIR,
     meta_status,
@@ -297,6 +297,10 @@ def test_cancel_stops_the_search_and_resume_finishes_it(driver: RayCluster, tmp_
     experiment = tmp_path / "storage" / "remote-cancel"
     assert meta_status(experiment) == "stopped"
     wait_for(lambda: _state("remote-cancel") is None, 20, "the cancelled search actor to leave")
+    # Its trials stopped too: every trial actor's process is gone (all nodes are on this machine).
+    actor_pids = {run["pid"] for runs in placements(experiment).values() for run in runs}
+    assert actor_pids
+    wait_for(lambda: not any(is_alive(pid) for pid in actor_pids), 30, "the trial actors to stop")
     missing = run_cli("attach", "remote-cancel", "--address", driver.address)
     assert missing.returncode == 9 and "no experiment named 'remote-cancel'" in missing.stderr
 
