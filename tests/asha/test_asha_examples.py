@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import pathlib
+import re
 import uuid
 import warnings
 from typing import Any
@@ -420,6 +421,17 @@ def test_loading_state_of_another_config_or_a_newer_format_is_refused(tmp_path: 
     path.write_text(json.dumps({**doc, "surprise": 1}))
     with pytest.raises(WireFormatError, match="surprise"):
         build(cfg(), 7).load_method_state(tmp_path)
+    for field, value, message in [
+        ("is_shut_down", "no", "field 'is_shut_down' of AshaSnapshot must be bool, got 'no'"),
+        ("pending_closes", "2", "field 'pending_closes' of AshaSnapshot must be int, got '2'"),
+        ("pending_closes", True, "field 'pending_closes' of AshaSnapshot must be int, got True"),
+        ("progress", None, "field 'progress' of AshaSnapshot must be int or float, got None"),
+        ("trial_status", {}, "field 'trial_status' of AshaSnapshot must be list"),
+        ("trial_status", [0], "the per-trial columns of AshaSnapshot have different lengths"),
+    ]:
+        path.write_text(json.dumps({**doc, field: value}))
+        with pytest.raises(WireFormatError, match=re.escape(message)):
+            build(cfg(), 7).load_method_state(tmp_path)
 
 
 def test_same_seed_same_operations_other_seed_other_trials() -> None:

@@ -489,6 +489,27 @@ def _snapshot_to_dict(snap: AshaSnapshot) -> dict[str, Any]:
     return {f.name: getattr(snap, f.name) for f in attrs.fields(AshaSnapshot)}
 
 
+#: Each field's JSON type. Lists are checked as lists; their elements are converted (and
+#: checked) one by one when the state is restored, not here twice.
+_SNAPSHOT_TYPES: dict[str, tuple[type, ...]] = {
+    "config": (dict,),
+    "seed": (int,),
+    "rng_state": (list,),
+    "request_ids": (list,),
+    "trial_bracket": (list,),
+    "trial_status": (list,),
+    "trial_target_rung": (list,),
+    "trial_entries": (list,),
+    "trial_is_created": (list,),
+    "brackets": (list,),
+    "pending_closes": (int,),
+    "is_shut_down": (bool,),
+    "invalid_replaced": (int,),
+    "progress": (int, float),
+    "done_units": (int,),
+}
+
+
 def _snapshot_from_dict(data: dict[str, Any]) -> AshaSnapshot:
     fields = [f.name for f in attrs.fields(AshaSnapshot)]
     unknown = sorted(set(data) - set(fields))
@@ -497,6 +518,15 @@ def _snapshot_from_dict(data: dict[str, Any]) -> AshaSnapshot:
     missing = [f for f in fields if f not in data]
     if missing:
         raise ValueError(f"missing field {missing[0]!r} in AshaSnapshot")
+    for name, types in _SNAPSHOT_TYPES.items():
+        value = data[name]
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, types) or (is_bool and bool not in types):
+            expected = " or ".join(t.__name__ for t in types)
+            raise ValueError(f"field {name!r} of AshaSnapshot must be {expected}, got {value!r:.40}")
+    lengths = {len(data[name]) for name in fields if name.startswith("trial_") or name == "request_ids"}
+    if len(lengths) > 1:
+        raise ValueError("the per-trial columns of AshaSnapshot have different lengths")
     return AshaSnapshot(**data)
 
 
