@@ -67,8 +67,9 @@ def test_each_validate_after_trains_validates_checkpoints_and_resumes_exactly(tm
     stored = tmp_path / "a" / "checkpoints" / checkpoints[0].uuid
     assert (stored / "state_dict.pth").is_file() and (stored / "code" / "model_def.py").is_file()
 
-    # Paused after 10 batches, promoted later in a new process: it resumes from the checkpoint
-    # (model, optimizer, RNG and data position) and ends where the uninterrupted run did.
+    # Paused after 10 batches, promoted later as a new run (a new trial object, context and
+    # Trainer; in this process: a new process is the SIGKILL test below): it resumes from the
+    # checkpoint (model, optimizer, RNG and data position) and ends where the uninterrupted run did.
     first = _train(tmp_path / "b", [10])
     checkpoint = next(r.checkpoint for r in first if isinstance(r, CheckpointReported))
     resumed = _train(tmp_path / "b", [20], checkpoint=checkpoint)
